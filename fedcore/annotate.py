@@ -1,0 +1,73 @@
+"""Drawing of boxes, face numbers, labels and confidences on a copy of the photo."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from fedcore.constants import CLASS_COLORS
+from fedcore.results import FaceResult, ImageResult
+
+UNCLASSIFIED_COLOR = "#d62728"
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow 10.1+ ships a scalable default font; older ones fall back to a fixed bitmap.
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def face_caption(face: FaceResult) -> str:
+    if face.probabilities is None:
+        return f"#{face.number} unclassified"
+    caption = f"#{face.number} {face.label} {face.top_probability:.0%}"
+    return caption + " (uncertain)" if face.uncertain else caption
+
+
+def draw_annotations(image: Image.Image, result: ImageResult) -> Image.Image:
+    """Return an RGB copy of ``image`` with each face's box, number, top expression and probability.
+
+    Line width and text size scale with the image, so labels stay legible on a
+    427x240 frame and on a 6000-pixel photo alike.
+    """
+    canvas = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(canvas)
+    longer_side = max(canvas.size)
+    line_width = max(2, round(longer_side / 400))
+    font = _font(max(12, round(longer_side / 45)))
+
+    for face in result.faces:
+        x, y, w, h = face.box
+        color = CLASS_COLORS.get(face.label or "", UNCLASSIFIED_COLOR)
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=color, width=line_width)
+
+        caption = face_caption(face)
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
+        text_w, text_h = right - left, bottom - top
+        pad = max(2, line_width)
+        # Put the caption above the box, or inside its top edge when there is no room above.
+        label_y = y - text_h - 2 * pad if y - text_h - 2 * pad >= 0 else y
+        label_x = min(max(0, x), max(0, canvas.width - text_w - 2 * pad))
+        draw.rectangle((label_x, label_y, label_x + text_w + 2 * pad, label_y + text_h + 2 * pad), fill=color)
+        draw.text((label_x + pad - left, label_y + pad - top), caption, fill="white", font=font)
+    return canvas
+
+
+def face_thumbnail(image: Image.Image, face: FaceResult, *, size: int = 112) -> Image.Image:
+    """Return a square RGB thumbnail of the face box with a 10% margin, ``size`` pixels wide."""
+    x, y, w, h = face.box
+    side = max(w, h) * 1.2
+    center_x, center_y = x + w / 2, y + h / 2
+    box = (
+        max(0, round(center_x - side / 2)), max(0, round(center_y - side / 2)),
+        min(image.width, round(center_x + side / 2)), min(image.height, round(center_y + side / 2)),
+    )  # fmt: skip
+    crop = image.convert("RGB").crop(box)
+    crop.thumbnail((size, size), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (size, size), "white")
+    square.paste(crop, ((size - crop.width) // 2, (size - crop.height) // 2))
+    return square
