@@ -44,7 +44,7 @@ def crop_face(image: Image.Image, face: DetectedFace, info: ModelInfo) -> Image.
     angle = math.radians(eye_angle(face))
     size = info.input_size
 
-    # Cut an axis-aligned region that holds the square at any rotation.
+    # Cut an axis-aligned region that contains the square at any rotation.
     half = math.ceil(side * math.sqrt(2) / 2) + 1
     region = _crop_with_edge_padding(image, round(center_x) - half, round(center_y) - half, 2 * half)
 

@@ -1,6 +1,6 @@
 """Classifier checkpoints: a safetensors weights file beside a JSON metadata file.
 
-The metadata says everything the pipeline needs to feed the network the same
+The metadata records everything the pipeline needs to feed the network the same
 input it was trained on (input size, colour mode, normalisation, crop margin)
 and how to read its output (class order, calibration temperature).
 """

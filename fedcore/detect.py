@@ -1,6 +1,6 @@
 """Face detection: the one adapter around facenet-pytorch's MTCNN.
 
-Everything above this module sees a list of DetectedFace (empty when there is
+Everything above this module receives a list of DetectedFace (empty when there is
 no face), never facenet-pytorch's None or object arrays.
 """
 

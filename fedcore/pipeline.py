@@ -79,7 +79,7 @@ class Pipeline:
 
         ``image`` is a path, bytes, a binary file object, a PIL image, an RGB
         array or a LoadedImage. An unreadable image gives a result whose
-        ``error`` says why; this method does not raise for bad input.
+        ``error`` describes the problem, because this method does not raise for bad input.
         With ``detect=False`` the whole image is treated as one face crop.
         """
         source = name if name is not None else _describe(image)

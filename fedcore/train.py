@@ -181,9 +181,10 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
 
 def class_weights(train: FaceArrays, power: float) -> torch.Tensor:
     """Per-class loss weights proportional to frequency^-power, averaging 1 over training images."""
-    frequency = train.targets.sum(axis=0) + 1.0
-    weights = frequency ** (-power)
-    weights *= frequency.sum() / (frequency * weights).sum()
+    counts = train.targets.sum(axis=0)
+    # The +1 keeps a class that is absent from the training set finite.
+    weights = (counts + 1.0) ** (-power)
+    weights *= counts.sum() / (counts * weights).sum()
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -245,7 +246,7 @@ def train(args: argparse.Namespace) -> Path:
     if args.resume and not last_path.is_file():
         raise FedError(f"--resume given but {last_path} does not exist; start without --resume")
     if not args.resume and last_path.is_file():
-        raise FedError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        raise FedError(f"{out} already contains a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
     # Data: the whole split lives in memory as uint8 (FER+ train is 62 MB).
