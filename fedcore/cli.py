@@ -170,6 +170,8 @@ def run_analyze(args: argparse.Namespace) -> int:
                 args.person, result, image_sha256=hashlib.sha256(data).hexdigest(), source="cli"
             )
             result.extra["saved"] = summary
+            if args.json:
+                logger.info("%s: %s", path, summary.describe())
         _write_result(result, as_json=args.json, progress=progress)
     progress.close()
     return EXIT_FAILED if failures else EXIT_OK
@@ -208,7 +210,7 @@ def format_result(result) -> str:
     lines += [f"  note: {note}" for note in result.notes]
     saved = result.extra.get("saved")
     if saved is not None:
-        lines.append(f"  saved: {saved}")
+        lines.append(f"  {saved.describe()}")
     return "\n".join(lines)
 
 

@@ -134,3 +134,31 @@ def test_module_entry_point_subprocess(photo_folder, tmp_path):
     assert len(read_json_lines(completed.stdout)) == 3
     # The progress bar goes to stderr, so stdout stays valid JSON Lines.
     assert "analysing" in completed.stderr
+
+
+def test_analyze_save_to_person_idempotent(photo_folder, tmp_path, capsys, monkeypatch):
+    from fedcore.store import HistoryStore
+
+    url = f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    monkeypatch.setenv("FED_DATABASE_URL", url)
+    assert main(["people", "add", "P-0042", "--name", "Test person"]) == EXIT_OK
+    image = str(photo_folder / "astronaut.png")
+
+    assert main(["analyze", image, "--person", "P-0042", "--save"]) == EXIT_OK
+    first = capsys.readouterr().out
+    assert "Saved face 1 to capture" in first
+    assert main(["analyze", image, "--person", "P-0042", "--save"]) == EXIT_OK
+    second = capsys.readouterr().out
+    assert "nothing added" in second
+
+    history = HistoryStore(url).history("P-0042")
+    assert len(history) == 1
+    assert history.loc[0, "source"] == "cli"
+    assert history.loc[0, "face_number"] == 1
+
+
+def test_analyze_save_unknown_person_fails(photo_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FED_DATABASE_URL", f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    code = main(["analyze", str(photo_folder / "astronaut.png"), "--person", "P-404", "--save"])
+    assert code == EXIT_FAILED
+    assert "people add P-404" in capsys.readouterr().err
