@@ -63,10 +63,16 @@ class ModelInfo:
         if missing:
             raise CheckpointError(f"{source}: missing metadata fields {sorted(missing)}")
         values = {key: value for key, value in data.items() if key in known}
-        for key in ("classes", "mean", "std"):
-            values[key] = tuple(values[key])
-        info = cls(**values)
-        info.validate(source=source)
+        # A hand-edited file can hold a number where a list belongs, or a string where a number belongs.
+        try:
+            for key in ("classes", "mean", "std"):
+                values[key] = tuple(values[key])
+            info = cls(**values)
+            info.validate(source=source)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{source}: a metadata field has the wrong type ({exc}). Compare the file with one that save_checkpoint wrote."
+            ) from exc
         return info
 
     def validate(self, *, source: str = "metadata") -> None:
@@ -87,6 +93,8 @@ class ModelInfo:
             )
         if any(not math.isfinite(s) or s <= 0 for s in self.std):
             raise CheckpointError(f"{source}: std values must be positive, got {list(self.std)}")
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise CheckpointError(f"{source}: hidden must be a positive integer, got {self.hidden!r}")
         if not 16 <= self.input_size <= 512:
             raise CheckpointError(f"{source}: input_size {self.input_size} is outside 16..512")
         if not math.isfinite(self.temperature) or self.temperature <= 0:

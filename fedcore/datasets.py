@@ -174,8 +174,8 @@ def _ferplus_entries(root: Path, split: str, protocol: str) -> list[tuple[Path, 
         for line_number, row in enumerate(csv.reader(handle), start=1):
             try:
                 votes = np.array([float(v) for v in row[2:12]], dtype=np.float32)
-                if len(votes) != 10 or (votes < 0).any():
-                    raise ValueError("expected 10 non-negative vote counts")
+                if len(votes) != 10 or not np.isfinite(votes).all() or (votes < 0).any():
+                    raise ValueError("expected 10 finite, non-negative vote counts")
             except (ValueError, IndexError) as exc:
                 skipped_rows += 1
                 logger.warning("%s line %d skipped: %s", label_file, line_number, exc)

@@ -40,7 +40,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="classifier weights (.safetensors)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    parser.add_argument("--out", type=Path, default=None, help="write report.json, confusion_matrix.png and reliability.png here")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="write <split>-report.json, confusion_matrix.png and reliability.png into this folder",
+    )  # fmt: skip
     return parser
 
 
@@ -150,9 +153,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report_path = args.out / f"{args.split}-report.json"
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         write_figures(report, args.out)
-        logger.info("wrote report.json, confusion_matrix.png and reliability.png to %s", args.out)
+        logger.info("wrote %s, confusion_matrix.png and reliability.png to %s", report_path.name, args.out)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -69,7 +69,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     model.add_argument("--color-mode", choices=("L", "RGB"), default="L", help="grayscale (L) or colour input")
     model.add_argument("--hidden", type=int, default=512, help="width of the two hidden fully connected layers")
     model.add_argument("--dropout", type=float, default=0.5, help="dropout before each fully connected layer")
-    model.add_argument("--init", type=Path, default=None, help="torchvision vgg16_bn ImageNet weights to start from")
+    model.add_argument(
+        "--init", type=Path, default=None,
+        help="weights to start from: a FED checkpoint (.safetensors with its .json) or torchvision vgg16_bn ImageNet weights",
+    )  # fmt: skip
     model.add_argument(
         "--crop-margin", type=float, default=0.05,
         help="share of the face box added on each side when the pipeline crops faces (0.05 matches FER+ crops)",
@@ -179,6 +182,23 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
     return device
 
 
+def initialise_weights(model: VGG16, path: Path) -> None:
+    """Start from a FED checkpoint (weights with a .json beside them) or torchvision ImageNet weights."""
+    from fedcore.checkpoint import load_checkpoint, metadata_path
+
+    if path.suffix == ".safetensors" and metadata_path(path).is_file():
+        source, source_info = load_checkpoint(path)
+        if source_info.in_channels != model.in_channels or source_info.hidden != model.classifier[0].out_features:
+            raise FedError(
+                f"--init {path} has color_mode {source_info.color_mode} and hidden {source_info.hidden}; "
+                "pass the same --color-mode and --hidden to fine-tune it"
+            )
+        model.load_state_dict(source.state_dict())
+        logger.info("initialised all weights from FED checkpoint %s", path)
+        return
+    load_imagenet_features(model, path)
+
+
 def class_weights(train: FaceArrays, power: float) -> torch.Tensor:
     """Per-class loss weights proportional to frequency^-power, averaging 1 over training images."""
     counts = train.targets.sum(axis=0)
@@ -284,7 +304,7 @@ def train(args: argparse.Namespace) -> Path:
 
     model = build_vgg16(in_channels=info.in_channels, hidden=args.hidden, dropout=args.dropout)
     if args.init is not None and not args.resume:
-        load_imagenet_features(model, args.init)
+        initialise_weights(model, args.init)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         parameter_groups(model, args.weight_decay), lr=args.lr, momentum=0.9, nesterov=True
