@@ -26,6 +26,10 @@ IMAGE_SUFFIXES = (
 )  # fmt: skip
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show option defaults and keep the line breaks of command descriptions."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fedcore",
@@ -34,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_analyze(subparsers)
-    _add_train(subparsers)
-    _add_evaluate(subparsers)
+    _add_module_command(subparsers, "train", "train the expression classifier")
+    _add_module_command(subparsers, "evaluate", "measure a classifier on a labelled dataset split")
     from fedcore.store.cli import register
 
     register(subparsers)
@@ -62,26 +66,16 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_analyze)
 
 
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from fedcore import train
+def _add_module_command(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add a command whose options and handler live in the module ``fedcore.<name>``."""
+    import importlib
 
+    module = importlib.import_module(f"fedcore.{name}")
     parser = subparsers.add_parser(
-        "train", help="train the expression classifier",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=train.__doc__,
+        name, help=help_text, description=module.__doc__, formatter_class=HelpFormatter,
     )  # fmt: skip
-    train.get_args_parser(parser)
-    parser.set_defaults(handler=train.run)
-
-
-def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    from fedcore import evaluate
-
-    parser = subparsers.add_parser(
-        "evaluate", help="measure a classifier on a labelled dataset split",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=evaluate.__doc__,
-    )  # fmt: skip
-    evaluate.get_args_parser(parser)
-    parser.set_defaults(handler=evaluate.run)
+    module.get_args_parser(parser)
+    parser.set_defaults(handler=module.run)
 
 
 def _probability(text: str) -> float:

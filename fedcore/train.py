@@ -253,8 +253,8 @@ def evaluate_split(
 # Training
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Run training as ``args`` describes; return the path of the calibrated model."""
+def train(args: argparse.Namespace) -> Path | None:
+    """Run training as ``args`` describes; return the calibrated model's path (None on ranks other than 0)."""
     rank, world_size, local_rank = setup_distributed()
     is_main = rank == 0
     device = resolve_device(args.device, local_rank)
@@ -324,7 +324,12 @@ def train(args: argparse.Namespace) -> Path:
         random.setstate(saved["rng"]["python"])
         logger.info("resumed %s after epoch %d (best macro-F1 %.4f)", out, state["epoch"], state["best_f1"])
     elif is_main:
-        settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+        # The command-line dispatcher adds its handler function to args; only settings are stored.
+        settings = {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items()
+            if not callable(value)
+        }
         (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     wrapped: nn.Module = model
@@ -344,7 +349,9 @@ def train(args: argparse.Namespace) -> Path:
             break
         # The epoch's order and augmentation come from (seed, epoch), so a resumed run repeats them.
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(len(train_set), generator=generator)[rank::world_size]
+        order = torch.randperm(len(train_set), generator=generator)
+        # Equal shards, so every process runs the same number of steps and DDP never waits forever.
+        order = order[: len(order) - len(order) % world_size][rank::world_size]
         wrapped.train()
         started = time.perf_counter()
         seen = correct = 0
@@ -431,7 +438,7 @@ def train(args: argparse.Namespace) -> Path:
             logger.info("exported %s", args.export)
     if world_size > 1:
         torch.distributed.destroy_process_group()
-    return final
+    return final if is_main else None
 
 
 def calibrate_run(
@@ -508,7 +515,8 @@ def run(args: argparse.Namespace) -> int:
     except FedError as exc:
         logger.error("%s", exc)
         return 1
-    logger.info("calibrated model written to %s", path)
+    if path is not None:
+        logger.info("calibrated model written to %s", path)
     return 0
 
 

@@ -342,3 +342,45 @@ def test_soft_cross_entropy_distribution_hand_built() -> None:
     expected = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
     actual = soft_cross_entropy(logits, targets, torch.ones(3))
     assert actual.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures_data import tiny_train_args
+    from tests.helpers import PROJECT_DIR
+
+    data, _ = tiny
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "fedcore", "train", *tiny_train_args(data, out, "--epochs", "1"), "--device", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_DIR)}
+    completed = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    with (out / "log.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1"]
+    assert (out / "model.safetensors").is_file()
+    assert read_metadata(out / "model.safetensors").temperature > 0
+
+
+@pytest.mark.slow
+def test_init_from_fed_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    from fedcore.checkpoint import load_checkpoint
+    from fedcore.model import build_vgg16
+
+    _, run = tiny
+    source, _ = load_checkpoint(run / "model.safetensors")
+    model = build_vgg16()
+    train_module.initialise_weights(model, run / "model.safetensors")
+    for key, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key
+
+    wrong = build_vgg16(hidden=64)
+    with pytest.raises(FedError, match="--hidden"):
+        train_module.initialise_weights(wrong, run / "model.safetensors")
