@@ -1,6 +1,6 @@
 """Measure the dashboard in a real browser: cold start, and upload-to-result time with the model warm.
 
-Run from the project root: ``/work/venv/bin/python benchmarks/bench_dashboard.py [--repeats N]``.
+Run from the project root: ``python benchmarks/bench_dashboard.py [--repeats N]``.
 Needs Debian's Chromium at /usr/bin/chromium (``.ci/chromium.sh`` installs it)
 and the playwright Python package. It prints the figures and writes nothing
 outside a temporary folder.

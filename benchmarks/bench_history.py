@@ -5,7 +5,7 @@ temporary SQLite file. Then prints the median and 95th percentile time of
 ``history()`` and of a reference that loads ORM objects and builds the
 DataFrame row by row. The last line is the ratio of their medians.
 
-    /work/venv/bin/python benchmarks/bench_history.py [--captures 500] [--faces 20] [--runs 20]
+    python benchmarks/bench_history.py [--captures 500] [--faces 20] [--runs 20]
 """
 
 from __future__ import annotations
