@@ -9,13 +9,27 @@ import logging
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
 APP_DIR = Path(__file__).parent
 PAGES_DIR = APP_DIR / "pages"
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(layout="wide", page_title="FED — Facial Expression Detector", page_icon=":material/mood:")
+
+
+def favicon() -> Image.Image:
+    """Draw the tab icon locally: a Material Symbols icon here would make the browser fetch it from Google."""
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((4, 4, 60, 60), fill="#3969ac")
+    draw.ellipse((20, 22, 27, 29), fill="white")
+    draw.ellipse((37, 22, 44, 29), fill="white")
+    draw.arc((18, 24, 46, 48), start=20, end=160, fill="white", width=4)
+    return icon
+
+
+st.set_page_config(layout="wide", page_title="FED — Facial Expression Detector", page_icon=favicon())
 
 pages = [
     st.Page(PAGES_DIR / "analyze.py", title="Analyze", icon=":material/photo_camera:", default=True),

@@ -62,6 +62,10 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="reject images with more pixels than this")
     parser.add_argument("--person", metavar="CODE", help="pseudonymous person code to file the results under (with --save)")
     parser.add_argument("--save", action="store_true", help="save the results to the history of --person")
+    parser.add_argument(
+        "--faces", type=_face_numbers, metavar="N[,N...]",
+        help="with --save: numbers of the faces that belong to --person (required when a photo has several faces)",
+    )  # fmt: skip
     parser.add_argument("--db", metavar="URL", help="history database URL (default: FED_DATABASE_URL or the SQLite file in the data folder)")
     parser.set_defaults(handler=run_analyze)
 
@@ -98,6 +102,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _face_numbers(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected face numbers such as 1 or 1,3, got {text!r}") from None
+    if not numbers or numbers[0] < 1:
+        raise argparse.ArgumentTypeError(f"face numbers start at 1, got {text!r}")
+    return numbers
+
+
 def iter_inputs(paths: Sequence[Path]) -> Iterator[Path]:
     """Yield files named directly, and image files found by walking folders, in sorted order."""
     for path in paths:
@@ -120,6 +134,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     if args.save and not args.person:
         print("error: --save needs --person CODE", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.person or args.faces) and not args.save:
+        print("error: --person and --faces only take effect with --save; add --save to file the results", file=sys.stderr)
         return EXIT_USAGE
     store = None
     if args.save:
@@ -160,15 +177,35 @@ def run_analyze(args: argparse.Namespace) -> int:
             target = _annotation_path(args.annotate, path)
             draw_annotations(loaded.image, result).save(target, quality=90)
         if store is not None and result.error is None and data is not None:
-            summary = store.save_capture(
-                args.person, result, image_sha256=hashlib.sha256(data).hexdigest(), source="cli"
-            )
-            result.extra["saved"] = summary
+            refusal = _save_refusal(result, args.faces)
+            if refusal is None:
+                summary = store.save_capture(
+                    args.person, result, image_sha256=hashlib.sha256(data).hexdigest(), source="cli",
+                    face_numbers=args.faces,
+                )  # fmt: skip
+                result.extra["saved"] = summary.describe()
+            else:
+                # A face of a bystander must never land in someone's history by default.
+                failures += 1
+                result.extra["saved"] = f"not saved: {refusal}"
             if args.json:
-                logger.info("%s: %s", path, summary.describe())
+                logger.info("%s: %s", path, result.extra["saved"])
         _write_result(result, as_json=args.json, progress=progress)
     progress.close()
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _save_refusal(result, faces: tuple[int, ...] | None) -> str | None:
+    """Return why the faces of ``result`` cannot be saved as requested, or None when they can."""
+    count = len(result.faces)
+    if faces is None:
+        if count > 1:
+            return f"{count} faces found; pass --faces with the numbers of the person's faces (see the table)"
+        return None
+    missing = [number for number in faces if number > count]
+    if missing:
+        return f"face numbers {missing} do not exist; this image has {count} face(s)"
+    return None
 
 
 def _annotation_path(folder: Path, source: Path) -> Path:
@@ -204,7 +241,7 @@ def format_result(result) -> str:
     lines += [f"  note: {note}" for note in result.notes]
     saved = result.extra.get("saved")
     if saved is not None:
-        lines.append(f"  {saved.describe()}")
+        lines.append(f"  {saved}")
     return "\n".join(lines)
 
 

@@ -429,7 +429,8 @@ def train(args: argparse.Namespace) -> Path | None:
 
     final = out / "model.safetensors"
     if is_main:
-        final = calibrate_run(out, val_set, device=device, mixed_precision=mixed_precision, half=args.half)
+        # Calibrate in float32, the precision the pipeline classifies in.
+        final = calibrate_run(out, val_set, device=device, mixed_precision=False, half=args.half)
         if args.export is not None:
             from fedcore.checkpoint import load_checkpoint
 

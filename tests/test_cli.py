@@ -162,3 +162,30 @@ def test_analyze_save_unknown_person_fails(photo_folder, tmp_path, capsys, monke
     code = main(["analyze", str(photo_folder / "astronaut.png"), "--person", "P-404", "--save"])
     assert code == EXIT_FAILED
     assert "people add P-404" in capsys.readouterr().err
+
+
+def test_save_group_photo_needs_faces(tmp_path, capsys, monkeypatch):
+    from fedcore.store import HistoryStore
+    from tests.test_pipeline import row_of_faces
+
+    url = f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    monkeypatch.setenv("FED_DATABASE_URL", url)
+    group = tmp_path / "group.png"
+    row_of_faces(3).save(group)
+    assert main(["people", "add", "P-0007"]) == EXIT_OK
+
+    assert main(["analyze", str(group), "--person", "P-0007", "--save"]) == EXIT_FAILED
+    assert "pass --faces" in capsys.readouterr().out
+    assert len(HistoryStore(url).history("P-0007")) == 0
+
+    assert main(["analyze", str(group), "--person", "P-0007", "--save", "--faces", "2"]) == EXIT_OK
+    history = HistoryStore(url).history("P-0007")
+    assert history["face_number"].tolist() == [2]
+
+    assert main(["analyze", str(group), "--person", "P-0007", "--save", "--faces", "5"]) == EXIT_FAILED
+    assert "do not exist" in capsys.readouterr().out
+
+
+def test_person_without_save_exit_two(photo_folder, capsys):
+    assert main(["analyze", str(photo_folder), "--person", "P-1"]) == EXIT_USAGE
+    assert "--save" in capsys.readouterr().err
