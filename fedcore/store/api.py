@@ -215,6 +215,10 @@ class HistoryStore:
         SHA-256, a repeated save adds only face numbers not saved before and
         otherwise reports ``already_saved``. Unclassified faces are skipped and
         listed in the summary. Invalid values raise StoreError and store nothing.
+
+        NOTE: faces are matched by number, and numbers depend on the detection
+        settings (minimum confidence, maximum faces). Saving one photo again
+        under other settings can store a face twice under a new number.
         """
         code = validate_code(code)
         sha256 = validate_sha256(image_sha256)
