@@ -135,7 +135,7 @@ def test_history_table_in_range(seeded_url: str, capsys: pytest.CaptureFixture[s
 
 def test_history_csv_whole_days(seeded_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        ["history", "P-1", "--since", "2024-05-01", "--until", "2024-05-02", "--csv", "--db", seeded_url], capsys
+        ["history", "P-1", "--since", "2024-05-01", "--until", "2024-05-01", "--csv", "--db", seeded_url], capsys
     )
     rows = list(csv.DictReader(io.StringIO(out)))
 

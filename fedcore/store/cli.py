@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from fedcore.errors import StoreError
 from fedcore.store.api import HistoryStore
@@ -79,7 +79,10 @@ def _register_history(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     history = _add_command(subparsers, "history", run_history, "show a person's expression estimates over time")
     history.add_argument("code", metavar="CODE")
     history.add_argument("--since", type=parse_cli_datetime, default=None, help=f"first time included: {DATE_HELP}")
-    history.add_argument("--until", type=parse_cli_datetime, default=None, help=f"first time excluded: {DATE_HELP}")
+    history.add_argument(
+        "--until", type=parse_cli_until, default=None,
+        help=f"end of the range, excluded: {DATE_HELP}; a date alone includes that whole day",
+    )  # fmt: skip
     history.add_argument("--csv", action="store_true", help="print CSV (recorded in the audit log as an export)")
 
 
@@ -103,6 +106,12 @@ def parse_cli_datetime(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed
+
+
+def parse_cli_until(text: str) -> datetime:
+    """Parse an end of range; a date alone means up to the end of that day, like the dashboard's end date."""
+    parsed = parse_cli_datetime(text)
+    return parsed + timedelta(days=1) if len(text) == 10 else parsed
 
 
 def _open(args: argparse.Namespace) -> HistoryStore:
