@@ -258,7 +258,7 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
     else:
         amount = f"{width} x {height} = {pixels} pixels exceeds the limit of {max_pixels} pixels"
     raise ImageLoadError(
-        f"{label} is too large: {amount}. Downscale the image or raise max_pixels.",
+        f"{label} is too large: {amount}. Downscale the image, or raise the limit (max_pixels, or --max-pixels on the command line).",
         kind="too_large",
         source=label,
     )

@@ -646,7 +646,8 @@ def test_huge_png_header_too_large():
     assert raised.value.kind == "too_large"
     assert str(raised.value) == (
         "huge.png is too large: 100000 x 100000 = 10000.0 megapixels exceeds the limit of "
-        f"{DEFAULT_MAX_PIXELS / 1e6:.1f} megapixels. Downscale the image or raise max_pixels."
+        f"{DEFAULT_MAX_PIXELS / 1e6:.1f} megapixels. Downscale the image, or raise the limit "
+        "(max_pixels, or --max-pixels on the command line)."
     )
 
 
