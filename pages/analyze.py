@@ -292,13 +292,16 @@ def person_ui(store: HistoryStore) -> None:
 
 
 def face_choice_ui(analyses: Sequence[Analysis]) -> None:
+    # Only a lone face in a lone photo is pre-selected: photos uploaded together
+    # may show different people, and a wrong pick files a stranger's face.
+    preselect = len(analyses) == 1
     for index, analysis in enumerate(analyses):
         numbers = [face.number for face in analysis.result.faces if face.probabilities is not None]
         if numbers:
             st.multiselect(
                 f"Faces of this person in {analysis.photo_name}",
                 numbers,
-                default=numbers if len(numbers) == 1 else [],
+                default=numbers if preselect and len(numbers) == 1 else [],
                 format_func=lambda number: f"Face {number}",
                 key=faces_key(index, analysis),
             )
