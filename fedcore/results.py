@@ -20,7 +20,7 @@ class DetectedFace:
     """One face found by the detector, in full-resolution pixel coordinates.
 
     ``box`` is (x, y, width, height) in whole pixels, clamped to the image.
-    ``keypoints`` holds one (x, y) pair per name in KEYPOINT_NAMES, in that order.
+    ``keypoints`` contains one (x, y) pair per name in KEYPOINT_NAMES, in that order.
     """
 
     box: tuple[int, int, int, int]
@@ -94,7 +94,7 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """Why an image produced no result. ``kind`` is a short code such as 'corrupt' or 'too_large'."""
+    """Reason an image produced no result: ``kind`` is a short code such as 'corrupt' or 'too_large'."""
 
     kind: str
     message: str

@@ -76,7 +76,8 @@ def test_detect_face_cut_at_border_clamped(detector):
     detection = detector.detect(image, min_confidence=0.5)
     for face in detection.faces:
         fx, fy, fw, fh = face.box
-        assert fx >= 0 and fy >= 0
+        assert fx >= 0
+        assert fy >= 0
         assert fx + fw <= image.width
         assert fy + fh <= image.height
 
@@ -113,8 +114,10 @@ def test_detect_two_hundred_pasted_faces(detector):
     assert len(detection.faces) == 200
     for face in detection.faces:
         x, y, w, h = face.box
-        assert 0 <= x and x + w <= canvas.width
-        assert 0 <= y and y + h <= canvas.height
+        assert x >= 0
+        assert x + w <= canvas.width
+        assert y >= 0
+        assert y + h <= canvas.height
 
 
 def test_detect_images_of_different_sizes(detector):
@@ -134,7 +137,8 @@ def test_detect_images_of_different_sizes(detector):
     for image, result in zip(images, forward):
         for face in result.faces:
             x, y, w, h = face.box
-            assert x + w <= image.width and y + h <= image.height
+            assert x + w <= image.width
+            assert y + h <= image.height
 
 
 def test_detect_rejects_bad_arguments(detector):
