@@ -12,6 +12,7 @@ import torch
 
 from fedcore.checkpoint import ModelInfo, load_checkpoint
 from fedcore.constants import DEFAULT_CHECKPOINT, UNCERTAIN_MIN_MARGIN, UNCERTAIN_MIN_TOP
+from fedcore.metrics import softmax
 from fedcore.model import VGG16
 from fedcore.results import probabilities_are_valid
 from fedcore.tensors import to_input_tensor
@@ -60,14 +61,12 @@ class ExpressionClassifier:
 
     def predict(self, faces: np.ndarray) -> list[Prediction]:
         """Classify all faces in one batch and apply the calibration temperature."""
-        logits = self.logits(faces).astype(np.float64) / self.info.temperature
+        # Rows with NaN or infinite logits come out non-finite and are marked unclassified.
+        with np.errstate(invalid="ignore", over="ignore"):
+            rows = softmax(self.logits(faces), self.info.temperature)
         predictions = []
-        for row in logits:
-            if not np.isfinite(row).all():
-                predictions.append(Prediction(probabilities=None, uncertain=True))
-                continue
-            exp = np.exp(row - row.max())
-            probabilities = tuple(float(v) for v in exp / exp.sum())
+        for row in rows:
+            probabilities = tuple(float(v) for v in row)
             if not probabilities_are_valid(probabilities):
                 predictions.append(Prediction(probabilities=None, uncertain=True))
                 continue

@@ -176,6 +176,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         if loaded is not None and args.annotate:
             target = _annotation_path(args.annotate, path)
             draw_annotations(loaded.image, result).save(target, quality=90)
+        saved: str | None = None
         if store is not None and result.error is None and data is not None:
             refusal = _save_refusal(result, args.faces)
             if refusal is None:
@@ -183,14 +184,14 @@ def run_analyze(args: argparse.Namespace) -> int:
                     args.person, result, image_sha256=hashlib.sha256(data).hexdigest(), source="cli",
                     face_numbers=args.faces,
                 )  # fmt: skip
-                result.extra["saved"] = summary.describe()
+                saved = summary.describe()
             else:
                 # A face of a bystander must never land in someone's history by default.
                 failures += 1
-                result.extra["saved"] = f"not saved: {refusal}"
+                saved = f"not saved: {refusal}"
             if args.json:
-                logger.info("%s: %s", path, result.extra["saved"])
-        _write_result(result, as_json=args.json, progress=progress)
+                logger.info("%s: %s", path, saved)
+        _write_result(result, saved=saved, as_json=args.json, progress=progress)
     progress.close()
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -217,17 +218,17 @@ def _annotation_path(folder: Path, source: Path) -> Path:
     return target
 
 
-def _write_result(result, *, as_json: bool, progress) -> None:
+def _write_result(result, *, saved: str | None, as_json: bool, progress) -> None:
     if as_json:
         line = json.dumps(result.to_json(), ensure_ascii=False)
     else:
-        line = format_result(result)
+        line = format_result(result, saved=saved)
     # tqdm.write keeps the progress bar on stderr intact while results go to stdout.
     progress.write(line, file=sys.stdout)
 
 
-def format_result(result) -> str:
-    """Render one image result as a short readable block."""
+def format_result(result, *, saved: str | None = None) -> str:
+    """Render one image result, and what saving it did, as a short readable block."""
     if result.error is not None:
         return f"{result.source}: ERROR ({result.error.kind}) {result.error.message}"
     lines = [f"{result.source}: {result.width}x{result.height}, {len(result.faces)} face(s)"]
@@ -239,7 +240,6 @@ def format_result(result) -> str:
             estimate = f"{face.label:<9} {face.top_probability:6.1%}" + ("  uncertain" if face.uncertain else "")
         lines.append(f"  #{face.number:<3} box {x},{y} {w}x{h}  detection {face.confidence:.3f}  {estimate}")
     lines += [f"  note: {note}" for note in result.notes]
-    saved = result.extra.get("saved")
     if saved is not None:
         lines.append(f"  {saved}")
     return "\n".join(lines)

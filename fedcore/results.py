@@ -7,7 +7,7 @@ use them without loading PyTorch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fedcore.constants import CLASSES
@@ -112,7 +112,6 @@ class ImageResult:
     error: ErrorInfo | None = None
     model_name: str = ""
     model_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

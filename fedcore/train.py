@@ -36,7 +36,7 @@ from fedcore.checkpoint import ModelInfo, save_checkpoint
 from fedcore.constants import CLASSES, DEFAULT_MODEL_NAME
 from fedcore.datasets import FORMATS, PROTOCOLS, FaceArrays, load_split
 from fedcore.errors import DatasetError, FedError
-from fedcore.metrics import expected_calibration_error, fit_temperature, macro_f1, softmax
+from fedcore.metrics import expected_calibration_error, fit_temperature, macro_f1, negative_log_likelihood, softmax
 from fedcore.model import VGG16, build_vgg16, load_imagenet_features
 from fedcore.tensors import autocast_context, normalize, predict_logits
 
@@ -239,11 +239,9 @@ def evaluate_split(
     )
     labelled = split.labels >= 0
     labels = split.labels[labelled]
-    probabilities = softmax(logits[labelled])
-    predictions = probabilities.argmax(axis=1)
-    loss = float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None)).mean())
+    predictions = logits[labelled].argmax(axis=1)
     return logits, {
-        "loss": loss,
+        "loss": negative_log_likelihood(logits[labelled], labels, 1.0),
         "accuracy": float((predictions == labels).mean()),
         "macro_f1": macro_f1(labels, predictions),
     }
