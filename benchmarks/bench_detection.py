@@ -65,7 +65,7 @@ def match(detections: np.ndarray, scores: np.ndarray, truth: np.ndarray, counted
     if len(truth) == 0 or len(detections) == 0:
         return labels
     overlaps = iou_matrix(detections, truth)
-    taken = np.zeros(len(truth), dtype=bool)
+    matched = np.zeros(len(truth), dtype=bool)
     for d in np.argsort(-scores):
         candidates = np.where(overlaps[d] >= IOU_THRESHOLD)[0]
         if len(candidates) == 0:
@@ -73,8 +73,8 @@ def match(detections: np.ndarray, scores: np.ndarray, truth: np.ndarray, counted
         best = candidates[np.argmax(overlaps[d, candidates])]
         if not counted[best]:
             labels[d] = -1
-        elif not taken[best]:
-            taken[best] = True
+        elif not matched[best]:
+            matched[best] = True
             labels[d] = 1
     return labels
 

@@ -348,7 +348,7 @@ def train(args: argparse.Namespace) -> Path | None:
         # The epoch's order and augmentation come from (seed, epoch), so a resumed run repeats them.
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(train_set), generator=generator)
-        # Equal shards, so every process runs the same number of steps and DDP never waits forever.
+        # Equal shards give every process the same number of steps, so no gradient sync waits for a missing peer.
         order = order[: len(order) - len(order) % world_size][rank::world_size]
         wrapped.train()
         started = time.perf_counter()
