@@ -1,4 +1,4 @@
-"""Face detection: the one adapter around facenet-pytorch's MTCNN.
+"""Face detection: the one adapter around MTCNN (facenet-pytorch's networks, fedcore.mtcnn's driver).
 
 Everything above this module receives a list of DetectedFace (empty when there is
 no face), never facenet-pytorch's None or object arrays.
@@ -20,6 +20,7 @@ from fedcore.constants import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_FACE_SIZE,
 )
+from fedcore.mtcnn import Cascade
 from fedcore.results import DetectedFace
 
 logger = logging.getLogger(__name__)
@@ -53,16 +54,14 @@ class FaceDetector:
         detect_max_side: int = DEFAULT_DETECT_MAX_SIDE,
         device: str = "cpu",
     ) -> None:
-        from facenet_pytorch import MTCNN
-
         if min_face_size < MTCNN_MIN_WINDOW:
             raise ValueError(f"min_face_size must be at least {MTCNN_MIN_WINDOW} pixels, got {min_face_size}")
         self.min_face_size = min_face_size
         self.detect_max_side = detect_max_side
-        # Stage thresholds stay at facenet-pytorch's defaults; our own minimum
+        # Stage thresholds stay at the published defaults; our own minimum
         # confidence filters the final output.
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
-        self._mtcnn.eval()
+        self._cascade = Cascade(device=device)
+        # One image at a time: parallel calls would only compete for the same cores.
         self._lock = threading.Lock()
 
     def detect(
@@ -83,14 +82,14 @@ class FaceDetector:
 
         scale = min(1.0, self.detect_max_side / max(width, height))
         search_min_face = max(MTCNN_MIN_WINDOW, math.floor(self.min_face_size * scale))
-        # Below this size MTCNN has no scale to search at (and facenet-pytorch raises).
+        # Below this size MTCNN has no scale to search at.
         if min(width, height) * scale < search_min_face:
             return Detection(faces=(), notes=(f"image too small to search for faces of {self.min_face_size} px or more",))
 
         search_image = image
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            search_image = image.resize(size, Image.Resampling.BILINEAR)
+            search_image = image.resize(size, Image.Resampling.BOX)
             # Map back with the exact per-axis factors of the rounded size.
             scale_x, scale_y = width / size[0], height / size[1]
         else:
@@ -114,14 +113,8 @@ class FaceDetector:
 
     def _run_mtcnn(self, image: Image.Image, min_face_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
-            self._mtcnn.min_face_size = min_face_size
-            try:
-                boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
-            finally:
-                self._mtcnn.min_face_size = self.min_face_size
-        if boxes is None:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-        return np.asarray(boxes, dtype=np.float64), np.asarray(probs, dtype=np.float64), np.asarray(points, dtype=np.float64)
+            found = self._cascade(image, min_face_size)
+        return found.boxes, found.scores, found.keypoints
 
 
 def _to_face(
