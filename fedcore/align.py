@@ -44,16 +44,12 @@ def crop_face(image: Image.Image, face: DetectedFace, info: ModelInfo) -> Image.
     angle = math.radians(eye_angle(face))
     size = info.input_size
 
-    # Cut an axis-aligned region that contains the square at any rotation.
+    # Cut an axis-aligned region that contains the square at any rotation,
+    # shrunk with antialiasing so the rotation below never samples a much larger image.
     half = math.ceil(side * math.sqrt(2) / 2) + 1
-    region = _crop_with_edge_padding(image, round(center_x) - half, round(center_y) - half, 2 * half)
-
-    # Shrink with antialiasing first, so the rotation below never samples a much larger image.
-    factor = 1.0
-    if region.width > 4 * size * math.sqrt(2):
-        target = max(1, round(4 * size * math.sqrt(2)))
-        factor = target / region.width
-        region = region.resize((target, target), Image.Resampling.BOX)
+    target = min(2 * half, max(1, round(4 * size * math.sqrt(2))))
+    factor = target / (2 * half)
+    region = _crop_with_edge_padding(image, round(center_x) - half, round(center_y) - half, 2 * half, target)
 
     # Output pixel (u, v) samples the region at centre + R(angle) * (u - size/2, v - size/2) * step.
     step = side * factor / size
@@ -83,8 +79,12 @@ def prepare_faces(image: Image.Image, faces: Sequence[DetectedFace], info: Model
     return batch
 
 
-def _crop_with_edge_padding(image: Image.Image, left: int, top: int, side: int) -> Image.Image:
-    """Crop a square that may reach past the image, filling outside pixels with the nearest edge pixel."""
+def _crop_with_edge_padding(image: Image.Image, left: int, top: int, side: int, out_side: int) -> Image.Image:
+    """Crop a square that may reach past the image and scale it to ``out_side`` pixels.
+
+    Outside pixels repeat the nearest edge pixel. The part inside the image is
+    scaled before padding, so a large face never costs a full-size padded copy.
+    """
     width, height = image.size
     inner = (max(0, left), max(0, top), min(width, left + side), min(height, top + side))
     if inner[0] >= inner[2] or inner[1] >= inner[3]:
@@ -93,11 +93,16 @@ def _crop_with_edge_padding(image: Image.Image, left: int, top: int, side: int) 
             min(max(0, left), width - 1), min(max(0, top), height - 1),
             min(max(0, left), width - 1) + 1, min(max(0, top), height - 1) + 1,
         )  # fmt: skip
-    pixels = np.asarray(image.crop(inner))
-    pad_before_x, pad_before_y = inner[0] - left, inner[1] - top
-    pad_after_x = side - pad_before_x - pixels.shape[1]
-    pad_after_y = side - pad_before_y - pixels.shape[0]
+    region = image.crop(inner)
+    scale = out_side / side
+    if out_side != side:
+        scaled = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
+        region = region.resize(scaled, Image.Resampling.BOX)
+    pixels = np.asarray(region)
+    pad_before_x, pad_before_y = round((inner[0] - left) * scale), round((inner[1] - top) * scale)
+    pad_after_x = out_side - pad_before_x - pixels.shape[1]
+    pad_after_y = out_side - pad_before_y - pixels.shape[0]
     padding = [(max(0, pad_before_y), max(0, pad_after_y)), (max(0, pad_before_x), max(0, pad_after_x))]
     padding += [(0, 0)] * (pixels.ndim - 2)
     padded = np.pad(pixels, padding, mode="edge")
-    return Image.fromarray(padded[:side, :side])
+    return Image.fromarray(padded[:out_side, :out_side])

@@ -40,7 +40,8 @@ class ExpressionClassifier:
     """A VGG-16 checkpoint in inference mode, with its metadata and calibration temperature."""
 
     def __init__(self, model: VGG16, info: ModelInfo, *, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
+        # channels_last: the same results, and max-pooling is faster in this layout on the CPU.
+        self.model = model.to(device, memory_format=torch.channels_last).eval()
         self.info = info
         self.device = torch.device(device)
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class ExpressionClassifier:
         """Return raw logits (N, 8) for uint8 face crops prepared with this model's metadata."""
         if len(faces) == 0:
             return np.zeros((0, len(self.info.classes)), dtype=np.float32)
-        batch = to_input_tensor(faces, self.info.mean, self.info.std).to(self.device)
+        batch = to_input_tensor(faces, self.info.mean, self.info.std).to(self.device, memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
             return self.model(batch).float().cpu().numpy()
 
