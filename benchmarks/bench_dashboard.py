@@ -1,6 +1,6 @@
 """Measure the dashboard in a real browser: cold start, and upload-to-result time with the model warm.
 
-Run from the project root: ``python benchmarks/bench_dashboard.py [--repeats N]``.
+Run from the project root: ``python benchmarks/bench_dashboard.py [--repeats N] [--megapixels M]``.
 Needs Debian's Chromium at /usr/bin/chromium (``.ci/chromium.sh`` installs it)
 and the playwright Python package. It prints the figures and writes nothing
 outside a temporary folder.
@@ -41,13 +41,19 @@ BENCH_PHOTO = SHARED_DATA / "photos" / "facenet_pytorch__paul_rudd.jpg"
 # Side of the generated square photo when the shared one is absent: about 2 megapixels.
 GENERATED_SIDE = 1414
 DEFAULT_REPEATS = 5
+DEFAULT_MEGAPIXELS = 2.0
 TIMEOUT_MS = 300_000
 
 
-def benchmark_photo() -> tuple[Image.Image, str]:
-    if BENCH_PHOTO.is_file():
-        return Image.open(BENCH_PHOTO).convert("RGB"), BENCH_PHOTO.name
-    return astronaut().resize((GENERATED_SIDE, GENERATED_SIDE), Image.Resampling.LANCZOS), "generated astronaut"
+def benchmark_photo(megapixels: float) -> tuple[Image.Image, str]:
+    """Return the benchmark portrait scaled to ``megapixels`` (0: as stored), and its label."""
+    if not BENCH_PHOTO.is_file():
+        return astronaut().resize((GENERATED_SIDE, GENERATED_SIDE), Image.Resampling.LANCZOS), "generated astronaut"
+    image = Image.open(BENCH_PHOTO).convert("RGB")
+    if megapixels > 0:
+        scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    return image, BENCH_PHOTO.name
 
 
 def variant_jpeg(image: Image.Image, index: int) -> bytes:
@@ -59,10 +65,10 @@ def variant_jpeg(image: Image.Image, index: int) -> bytes:
     return buffer.getvalue()
 
 
-def run(repeats: int) -> None:
+def run(repeats: int, megapixels: float) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    image, label = benchmark_photo()
+    image, label = benchmark_photo(megapixels)
     print(f"photo: {label}, {image.width}x{image.height} ({image.width * image.height / 1e6:.1f} megapixels)")
 
     with tempfile.TemporaryDirectory() as folder_name:
@@ -116,12 +122,18 @@ def run(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="measured uploads (default %(default)s)")
+    parser.add_argument(
+        "--megapixels", type=float, default=DEFAULT_MEGAPIXELS,
+        help="scale the portrait to this size before uploading; 0 keeps its stored 3.4 megapixels (default %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.megapixels < 0:
+        parser.error(f"--megapixels must be 0 or more, got {args.megapixels}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if not CHROMIUM.exists():
         sys.exit(f"{CHROMIUM} not found; install Debian's chromium package, for example with `. .ci/chromium.sh`")
-    run(args.repeats)
+    run(args.repeats, args.megapixels)
 
 
 if __name__ == "__main__":

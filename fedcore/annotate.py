@@ -28,20 +28,27 @@ def face_caption(face: FaceResult) -> str:
     return caption + " (uncertain)" if face.uncertain else caption
 
 
-def draw_annotations(image: Image.Image, result: ImageResult) -> Image.Image:
+def draw_annotations(image: Image.Image, result: ImageResult, *, max_side: int | None = None) -> Image.Image:
     """Return an RGB copy of ``image`` with each face's box, number, top expression and probability.
 
-    Line width and text size scale with the image, so labels stay legible on a
-    427x240 frame and on a 6000-pixel photo alike.
+    With ``max_side``, the copy is first shrunk so its longer side is at most
+    that many pixels, and the boxes are scaled to match. Line width and text
+    size scale with the copy, so labels stay legible on a 427x240 frame and on
+    a 6000-pixel photo alike.
     """
-    canvas = image.convert("RGB").copy()
+    canvas = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    scale = 1.0
+    if max_side is not None and max(canvas.size) > max_side:
+        scale = max_side / max(canvas.size)
+        size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
+        canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     draw = ImageDraw.Draw(canvas)
     longer_side = max(canvas.size)
     line_width = max(2, round(longer_side / 400))
     font = _font(max(12, round(longer_side / 45)))
 
     for face in result.faces:
-        x, y, w, h = face.box
+        x, y, w, h = (round(value * scale) for value in face.box)
         color = CLASS_COLORS.get(face.label or "", UNCLASSIFIED_COLOR)
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=color, width=line_width)
 
@@ -66,7 +73,7 @@ def face_thumbnail(image: Image.Image, face: FaceResult, *, size: int = 112) -> 
         max(0, round(center_x - side / 2)), max(0, round(center_y - side / 2)),
         min(image.width, round(center_x + side / 2)), min(image.height, round(center_y + side / 2)),
     )  # fmt: skip
-    crop = image.convert("RGB").crop(box)
+    crop = image.crop(box).convert("RGB")
     crop.thumbnail((size, size), Image.Resampling.LANCZOS)
     square = Image.new("RGB", (size, size), "white")
     square.paste(crop, ((size - crop.width) // 2, (size - crop.height) // 2))

@@ -137,8 +137,7 @@ def analyze_photo(pipeline: Pipeline, photo: Photo, settings: Settings) -> Analy
     try:
         loaded = pipeline.load(photo.data, name=photo.name)
         result = pipeline.analyze_loaded(loaded, min_confidence=settings.min_confidence, max_faces=settings.max_faces)
-        annotated = draw_annotations(loaded.image, result)
-        annotated.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+        annotated = draw_annotations(loaded.image, result, max_side=DISPLAY_MAX_SIDE)
         annotated_jpeg = encode_image(annotated, "JPEG")
         thumbnails = {face.number: encode_image(face_thumbnail(loaded.image, face), "PNG") for face in result.faces}
     except ImageLoadError as error:

@@ -33,6 +33,15 @@ def test_draw_box_in_class_color(size):
     assert image.getpixel((x, y + h - 1)) == (255, 255, 255)
 
 
+def test_draw_max_side_scales_boxes():
+    image = Image.new("RGB", (2000, 1000), "white")
+    annotated = draw_annotations(image, result_with((800, 400, 400, 400), size=(2000, 1000)), max_side=1000)
+    assert annotated.size == (1000, 500)
+    # The box's lower-left corner moves from (800, 799) to (400, 399).
+    assert annotated.getpixel((400, 399)) == ImageColor.getrgb(CLASS_COLORS["happy"])
+    assert annotated.getpixel((350, 450)) == (255, 255, 255)
+
+
 def test_draw_face_at_top_edge_caption_inside():
     image = Image.new("RGB", (300, 200), "white")
     annotated = draw_annotations(image, result_with((250, 0, 50, 60)))
