@@ -44,6 +44,7 @@ class FaceDetector:
         min_face_size: smallest face side searched for, in full-resolution pixels (default 20).
         detect_max_side: photos whose longer side exceeds this many pixels are
             searched on a downscaled copy and the boxes mapped back (default 1024).
+            Faces under 12 px in that copy are not found: 24 px in a 2048-px photo.
         device: torch device for the networks (default "cpu").
     """
 
