@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import csv
 import io
 import json
@@ -187,6 +189,40 @@ def test_save_capture_new_faces_added_only(store: HistoryStore, database_url: st
     assert second.faces_already_saved == (2,)
     assert list(store.history("P-1")["face_number"]) == [1, 2, 4]
     assert table_counts(database_url)["capture"] == 1
+
+
+def test_save_capture_renumbered_faces_match_by_box(store: HistoryStore, database_url: str) -> None:
+    store.create_person("P-1")
+    first_result = make_result(face_count=2)
+    store.save_capture("P-1", first_result, image_sha256=image_sha(1), source="upload", face_numbers=[1])
+    # Other settings find a new face left of the others, so every number moves up by one.
+    newcomer = replace(make_face(1), detection=replace(make_face(1).detection, box=(0, 200, 30, 30)))
+    shifted = tuple(replace(face, number=face.number + 1) for face in first_result.faces)
+    second_result = make_result((newcomer, *shifted))
+
+    second = store.save_capture("P-1", second_result, image_sha256=image_sha(1), source="upload", face_numbers=[1, 2])
+
+    assert second.faces_added == (1,)
+    assert second.faces_already_saved == (2,)
+    history = store.history("P-1")
+    # The new face's number 1 is taken, so it gets the next number free of stored and saved faces.
+    assert list(history["face_number"]) == [1, 3]
+    assert list(history["box_x"]) == [40, 0]
+    assert table_counts(database_url)["face_observation"] == 2
+
+
+def test_save_capture_slightly_moved_box_is_same_face(store: HistoryStore, database_url: str) -> None:
+    store.create_person("P-1")
+    store.save_capture("P-1", make_result(face_count=1), image_sha256=image_sha(1), source="upload")
+    face = make_face(1)
+    x, y, width, height = face.box
+    moved = replace(face, detection=replace(face.detection, box=(x + 3, y - 2, width, height + 2)))
+
+    again = store.save_capture("P-1", make_result((moved,)), image_sha256=image_sha(1), source="upload")
+
+    assert again.faces_added == ()
+    assert again.faces_already_saved == (1,)
+    assert table_counts(database_url)["face_observation"] == 1
 
 
 def test_save_capture_same_image_other_person(store: HistoryStore) -> None:

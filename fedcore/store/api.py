@@ -56,6 +56,8 @@ T = TypeVar("T")
 LOCKED_RETRY_ATTEMPTS = 5
 LOCKED_RETRY_BASE_DELAY_S = 0.05
 DEFAULT_AUDIT_LIMIT = 100
+# A face of a new save is the same as a stored face of the capture when their boxes overlap this much.
+SAME_FACE_IOU = 0.5
 
 
 def _now() -> datetime:
@@ -68,6 +70,15 @@ def _person_record(row: models.Person) -> Person:
 
 def _not_found(code: str) -> StoreError:
     return StoreError(f"person {code!r} not found; create it with `python -m fedcore people add {code}`")
+
+
+def _box_iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    inter_w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    inter_h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    intersection = inter_w * inter_h
+    union = a[2] * a[3] + b[2] * b[3] - intersection
+    return intersection / union if union > 0 else 0.0
 
 
 class HistoryStore:
@@ -216,9 +227,10 @@ class HistoryStore:
         otherwise reports ``already_saved``. Unclassified faces are skipped and
         listed in the summary. Invalid values raise StoreError and store nothing.
 
-        NOTE: faces are matched by number, and numbers depend on the detection
-        settings (minimum confidence, maximum faces). Saving one photo again
-        under other settings can store a face twice under a new number.
+        Faces are matched by box, not by number, because numbers change with
+        the detection settings: a face whose box overlaps a stored face of the
+        capture with IoU >= 0.5 counts as already saved. A new face whose number
+        a stored face already uses is stored under the next free number.
         """
         code = validate_code(code)
         sha256 = validate_sha256(image_sha256)
@@ -257,15 +269,20 @@ class HistoryStore:
         def work(session: Session) -> SaveSummary:
             person_id = self._person_row(session, code).id
             capture_id, created = self._insert_capture(session, person_id, sha256, source, captured_at, result)
-            added = self._insert_observations(session, capture_id, classified)
-            thumbnails_added = self._insert_thumbnails(session, capture_id, thumbnail_rows, thumbnails or {})
+            added, already_saved, stored_numbers = self._insert_observations(session, capture_id, classified)
+            thumbnails_added = self._insert_thumbnails(
+                session,
+                capture_id,
+                {stored_numbers[number]: media for number, media in thumbnail_rows.items() if number in stored_numbers},
+                {stored_numbers[number]: data for number, data in (thumbnails or {}).items() if number in stored_numbers},
+            )
             summary = SaveSummary(
                 person_code=code,
                 image_sha256=sha256,
                 capture_id=capture_id,
                 capture_created=created,
                 faces_added=added,
-                faces_already_saved=tuple(face.number for face in classified if face.number not in added),
+                faces_already_saved=already_saved,
                 faces_skipped_unclassified=skipped,
                 thumbnails_added=thumbnails_added,
             )
@@ -469,17 +486,48 @@ class HistoryStore:
         ).scalar_one()
         return existing, False
 
-    def _insert_observations(self, session: Session, capture_id: int, faces: list[FaceResult]) -> tuple[int, ...]:
-        """Insert the faces not saved before and return their numbers."""
+    def _insert_observations(
+        self, session: Session, capture_id: int, faces: list[FaceResult]
+    ) -> tuple[tuple[int, ...], tuple[int, ...], dict[int, int]]:
+        """Insert the faces not saved before.
+
+        Returns the result's numbers of the added faces and of the faces already
+        saved, and for both the face number each has in the database.
+        """
+        # Lock the capture row (PostgreSQL; SQLite's write transaction is already
+        # exclusive), so concurrent saves of one capture match against each other's faces.
+        session.execute(select(models.Capture.id).where(models.Capture.id == capture_id).with_for_update())
         table = models.FaceObservation.__table__
-        values = []
+        stored = session.execute(
+            select(table.c.face_number, table.c.box_x, table.c.box_y, table.c.box_w, table.c.box_h).where(
+                table.c.capture_id == capture_id
+            )
+        ).all()
+        stored_numbers: dict[int, int] = {}
+        fresh = []
         for face in faces:
+            overlaps = [(_box_iou(face.box, tuple(row[1:])), row.face_number) for row in stored]
+            best_iou, best_number = max(overlaps, default=(0.0, 0))
+            if best_iou >= SAME_FACE_IOU:
+                stored_numbers[face.number] = best_number
+            else:
+                fresh.append(face)
+
+        used_numbers = {row.face_number for row in stored}
+        next_free = max(used_numbers | {face.number for face in faces}, default=0) + 1
+        values = []
+        for face in fresh:
+            number = face.number
+            if number in used_numbers:
+                number, next_free = next_free, next_free + 1
+            used_numbers.add(number)
+            stored_numbers[face.number] = number
             probabilities = face.probabilities or ()
             x, y, width, height = face.box
             values.append(
                 {
                     "capture_id": capture_id,
-                    "face_number": face.number,
+                    "face_number": number,
                     "box_x": x,
                     "box_y": y,
                     "box_w": width,
@@ -491,13 +539,19 @@ class HistoryStore:
                     "uncertain": bool(face.uncertain),
                 }
             )
-        statement = (
-            self._insert_statement(table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["capture_id", "face_number"])
-            .returning(table.c.face_number)
-        )
-        return tuple(sorted(session.execute(statement).scalars()))
+        inserted: set[int] = set()
+        if values:
+            statement = (
+                self._insert_statement(table)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["capture_id", "face_number"])
+                .returning(table.c.face_number)
+            )
+            inserted = set(session.execute(statement).scalars())
+        # The lock above prevents number conflicts; a row skipped anyway is reported as already saved.
+        added = tuple(sorted(face.number for face in fresh if stored_numbers[face.number] in inserted))
+        already_saved = tuple(sorted(face.number for face in faces if face.number not in added))
+        return added, already_saved, stored_numbers
 
     def _thumbnail_media_types(
         self,
