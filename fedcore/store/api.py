@@ -223,7 +223,7 @@ class HistoryStore:
         """Save the classified faces of ``result`` as one capture of a person.
 
         Saving is idempotent: a person has at most one capture per image
-        SHA-256, a repeated save adds only face numbers not saved before and
+        SHA-256, a repeated save adds only faces not saved before and
         otherwise reports ``already_saved``. Unclassified faces are skipped and
         listed in the summary. Invalid values raise StoreError and store nothing.
 
