@@ -47,21 +47,47 @@ def draw_annotations(image: Image.Image, result: ImageResult, *, max_side: int |
     line_width = max(2, round(longer_side / 400))
     font = _font(max(12, round(longer_side / 45)))
 
-    for face in result.faces:
-        x, y, w, h = (round(value * scale) for value in face.box)
-        color = CLASS_COLORS.get(face.label or "", UNCLASSIFIED_COLOR)
+    boxes = [tuple(round(value * scale) for value in face.box) for face in result.faces]
+    colors = [CLASS_COLORS.get(face.label or "", UNCLASSIFIED_COLOR) for face in result.faces]
+    for (x, y, w, h), color in zip(boxes, colors):
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=color, width=line_width)
 
+    # Captions go on top of all boxes, each where it covers no earlier caption.
+    placed: list[tuple[int, int, int, int]] = []
+    pad = max(2, line_width)
+    for face, (x, y, w, h), color in zip(result.faces, boxes, colors):
         caption = face_caption(face)
         left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
-        text_w, text_h = right - left, bottom - top
-        pad = max(2, line_width)
-        # Put the caption above the box, or inside its top edge when there is no room above.
-        label_y = y - text_h - 2 * pad if y - text_h - 2 * pad >= 0 else y
-        label_x = min(max(0, x), max(0, canvas.width - text_w - 2 * pad))
-        draw.rectangle((label_x, label_y, label_x + text_w + 2 * pad, label_y + text_h + 2 * pad), fill=color)
+        label_w, label_h = right - left + 2 * pad, bottom - top + 2 * pad
+        label_x = min(max(0, x), max(0, canvas.width - label_w))
+        label_y = _caption_row(y, h, label_w, label_h, label_x, canvas.height, placed)
+        placed.append((label_x, label_y, label_x + label_w, label_y + label_h))
+        draw.rectangle((label_x, label_y, label_x + label_w, label_y + label_h), fill=color)
         draw.text((label_x + pad - left, label_y + pad - top), caption, fill="white", font=font)
     return canvas
+
+
+def _caption_row(
+    y: int, h: int, label_w: int, label_h: int, label_x: int, height: int, placed: list[tuple[int, int, int, int]]
+) -> int:
+    """Return the top of a face's caption: above its box, below it, or inside its top edge.
+
+    The first of these rows that fits in the image and covers no earlier
+    caption wins. When none does, the caption goes above the box if there is
+    room, else inside its top edge.
+    """
+    above, below, inside = y - label_h, y + h, y
+    for row in (above, below, inside):
+        if row < 0 or row + label_h > height:
+            continue
+        rectangle = (label_x, row, label_x + label_w, row + label_h)
+        if not any(_overlaps(rectangle, other) for other in placed):
+            return row
+    return above if above >= 0 else inside
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def face_thumbnail(image: Image.Image, face: FaceResult, *, size: int = 112) -> Image.Image:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from PIL import Image, ImageColor
 
@@ -40,6 +42,20 @@ def test_draw_max_side_scales_boxes():
     # The box's lower-left corner moves from (800, 799) to (400, 399).
     assert annotated.getpixel((400, 399)) == ImageColor.getrgb(CLASS_COLORS["happy"])
     assert annotated.getpixel((350, 450)) == (255, 255, 255)
+
+
+def test_draw_close_faces_captions_apart():
+    image = Image.new("RGB", (400, 300), "white")
+    faces = tuple(
+        replace(result_with((x, 100, 40, 40)).faces[0], number=number) for number, x in ((1, 50), (2, 70))
+    )
+    annotated = draw_annotations(image, replace(result_with((0, 0, 1, 1)), faces=faces))
+    happy = ImageColor.getrgb(CLASS_COLORS["happy"])
+    # Face 1's caption sits above its box; face 2's would cover it there, so it goes below.
+    assert annotated.getpixel((52, 97)) == happy
+    assert annotated.getpixel((72, 142)) == happy
+    assert annotated.getpixel((72, 97)) == happy
+    assert annotated.getpixel((40, 142)) == (255, 255, 255)
 
 
 def test_draw_face_at_top_edge_caption_inside():
