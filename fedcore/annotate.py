@@ -36,12 +36,15 @@ def draw_annotations(image: Image.Image, result: ImageResult, *, max_side: int |
     size scale with the copy, so labels stay legible on a 427x240 frame and on
     a 6000-pixel photo alike.
     """
-    canvas = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    canvas = image if image.mode == "RGB" else image.convert("RGB")
     scale = 1.0
     if max_side is not None and max(canvas.size) > max_side:
         scale = max_side / max(canvas.size)
         size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
         canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    elif canvas is image:
+        # Draw on a copy: the caller's image stays as it was.
+        canvas = image.copy()
     draw = ImageDraw.Draw(canvas)
     longer_side = max(canvas.size)
     line_width = max(2, round(longer_side / 400))

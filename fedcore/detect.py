@@ -20,13 +20,10 @@ from fedcore.constants import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_FACE_SIZE,
 )
-from fedcore.mtcnn import Cascade
+from fedcore.mtcnn import WINDOW as MTCNN_MIN_WINDOW, Cascade
 from fedcore.results import DetectedFace
 
 logger = logging.getLogger(__name__)
-
-# MTCNN's first stage scans 12x12 windows, so it cannot search below this size.
-MTCNN_MIN_WINDOW = 12
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ class FaceDetector:
             raise ValueError(f"min_face_size must be at least {MTCNN_MIN_WINDOW} pixels, got {min_face_size}")
         self.min_face_size = min_face_size
         self.detect_max_side = detect_max_side
-        # Stage thresholds stay at the published defaults; our own minimum
+        # Stage thresholds stay at the published defaults. Our own minimum
         # confidence filters the final output.
         self._cascade = Cascade(device=device)
         # One image at a time: parallel calls would only compete for the same cores.

@@ -21,6 +21,7 @@ from torchvision.ops import nms, roi_align
 # The cascade's published settings, the same as facenet-pytorch's defaults.
 STAGE_THRESHOLDS = (0.6, 0.7, 0.7)
 PYRAMID_FACTOR = 0.709
+# The first stage scans 12x12 windows, so no face smaller than this can be searched for.
 WINDOW = 12
 STRIDE = 2
 

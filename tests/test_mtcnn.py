@@ -80,12 +80,12 @@ def _agree(cascade, reference, image: Image.Image) -> None:
     if boxes is None:
         assert len(ours_boxes) == 0
         return
-    kept = np.asarray(probs, dtype=float) >= 0.9
-    assert len(ours_boxes) == kept.sum()
+    confident = np.asarray(probs, dtype=float) >= 0.9
+    assert len(ours_boxes) == confident.sum()
     # Compare the boxes as the pipeline uses them, clamped to the image.
     limits = [image.width, image.height] * 2
     ours_boxes = np.clip(ours_boxes, 0, limits)
-    for box, landmarks in zip(np.clip(boxes[kept].astype(float), 0, limits), points[kept]):
+    for box, landmarks in zip(np.clip(boxes[confident].astype(float), 0, limits), points[confident]):
         size = max(box[2] - box[0], box[3] - box[1])
         match = np.abs(ours_boxes - box).max(axis=1).argmin()
         # The drivers resample differently. On the shared photos, clamped corners differ

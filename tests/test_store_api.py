@@ -191,7 +191,7 @@ def test_save_capture_new_faces_added_only(store: HistoryStore, database_url: st
     assert table_counts(database_url)["capture"] == 1
 
 
-def test_save_capture_renumbered_faces_match_by_box(store: HistoryStore, database_url: str) -> None:
+def test_save_capture_matches_renumbered_faces(store: HistoryStore, database_url: str) -> None:
     store.create_person("P-1")
     first_result = make_result(face_count=2)
     store.save_capture("P-1", first_result, image_sha256=image_sha(1), source="upload", face_numbers=[1])
@@ -211,7 +211,7 @@ def test_save_capture_renumbered_faces_match_by_box(store: HistoryStore, databas
     assert table_counts(database_url)["face_observation"] == 2
 
 
-def test_save_capture_slightly_moved_box_is_same_face(store: HistoryStore, database_url: str) -> None:
+def test_save_capture_moved_box_same_face(store: HistoryStore, database_url: str) -> None:
     store.create_person("P-1")
     store.save_capture("P-1", make_result(face_count=1), image_sha256=image_sha(1), source="upload")
     face = make_face(1)

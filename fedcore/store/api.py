@@ -548,7 +548,7 @@ class HistoryStore:
                 .returning(table.c.face_number)
             )
             inserted = set(session.execute(statement).scalars())
-        # The lock above prevents number conflicts; a row skipped anyway is reported as already saved.
+        # The lock above prevents number conflicts. If a row is skipped anyway, its face counts as already saved.
         added = tuple(sorted(face.number for face in fresh if stored_numbers[face.number] in inserted))
         already_saved = tuple(sorted(face.number for face in faces if face.number not in added))
         return added, already_saved, stored_numbers
