@@ -22,6 +22,7 @@ from fedcore.datasets import FaceArrays, load_split
 from fedcore.errors import FedError
 from fedcore.train import (
     LOG_FIELDS,
+    WeightAverage,
     augment_batch,
     class_weights,
     get_args_parser,
@@ -163,6 +164,9 @@ def test_resume_matches_straight_run(
     for key, tensor in expected["model"].items():
         assert torch.equal(actual["model"][key], tensor), key
     assert actual["state"] == expected["state"]
+    assert actual["average"]["updates"] == expected["average"]["updates"] > 0
+    for key, tensor in expected["average"]["model"].items():
+        assert torch.equal(actual["average"]["model"][key], tensor), key
     expected_model = load_file(str(straight / "model.safetensors"))
     actual_model = load_file(str(resumed / "model.safetensors"))
     for key, tensor in expected_model.items():
@@ -201,6 +205,21 @@ def test_resume_without_state_rejected(tmp_path: Path) -> None:
     with pytest.raises(FedError, match=r"--resume given but .*last\.pt does not exist"):
         train(parse(["--data", str(tmp_path / "data"), "--out", str(out), "--resume"]))
     assert not out.exists()
+
+
+def test_resume_plain_run_with_average_rejected(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, straight = tiny
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    state = torch.load(resumed / "last.pt", map_location="cpu", weights_only=False)
+    del state["average"]
+    torch.save(state, resumed / "last.pt")
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(FedError, match=r"was trained without a weight average; resume it with --ema 0"):
+            train(parse(tiny_train_args(data, resumed, "--resume")))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_run_reports_failure_code(tmp_path: Path) -> None:
@@ -324,6 +343,51 @@ def test_class_weights_power_zero_ones() -> None:
     targets = np.eye(len(CLASSES))[[0, 0, 0, 3, 7]]
     weights = class_weights(make_arrays(targets), 0.0)
     torch.testing.assert_close(weights, torch.ones(len(CLASSES)))
+
+
+def _set_weights(model: torch.nn.Module, value: float) -> None:
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.fill_(value)
+
+
+def test_weight_average_mean_then_exponential() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    _set_weights(model, 8.0)
+    average = WeightAverage(model, decay=0.75)
+    # Until it covers 1 / (1 - 0.75) = 4 updates the average is the plain mean
+    # of the weights after each update; the starting 8 drops out at once.
+    for value in (4.0, 0.0, 5.0):
+        _set_weights(model, value)
+        average.update(model)
+    averaged = average.model.state_dict()
+    torch.testing.assert_close(averaged["0.weight"], torch.full((2, 2), 3.0), rtol=0, atol=1e-6)
+    # From then on each update keeps 0.75 of the average: 0.75 * 3 + 0.25 * 7 = 4.
+    assert average.current_decay() == 0.75
+    _set_weights(model, 7.0)
+    average.update(model)
+    torch.testing.assert_close(average.model.state_dict()["1.running_mean"], torch.full((2,), 4.0), rtol=0, atol=1e-6)
+    # The batch norm step counter is copied from the model, not averaged.
+    assert int(average.model.state_dict()["1.num_batches_tracked"]) == 7
+    assert average.updates == 4
+
+
+def test_weight_average_leaves_model_alone() -> None:
+    model = torch.nn.Linear(3, 1)
+    _set_weights(model, 2.0)
+    average = WeightAverage(model, decay=0.5)
+    _set_weights(model, 0.0)
+    average.update(model)
+    average.update(model)
+    assert torch.equal(model.weight, torch.zeros(1, 3))
+    assert not average.model.weight.requires_grad
+    assert not average.model.training
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1])
+def test_weight_average_decay_out_of_range(decay: float) -> None:
+    with pytest.raises(FedError, match=r"--ema must be between 0 and 1"):
+        WeightAverage(torch.nn.Linear(1, 1), decay)
 
 
 def test_soft_cross_entropy_one_hot_matches_torch() -> None:
