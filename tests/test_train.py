@@ -356,7 +356,7 @@ def test_weight_average_mean_then_exponential() -> None:
     _set_weights(model, 8.0)
     average = WeightAverage(model, decay=0.75)
     # Until it covers 1 / (1 - 0.75) = 4 updates the average is the plain mean
-    # of the weights after each update; the starting 8 drops out at once.
+    # of the weights after each update. The starting 8 drops out at once.
     for value in (4.0, 0.0, 5.0):
         _set_weights(model, value)
         average.update(model)
@@ -386,8 +386,18 @@ def test_weight_average_leaves_model_alone() -> None:
 
 @pytest.mark.parametrize("decay", [1.0, -0.1])
 def test_weight_average_decay_out_of_range(decay: float) -> None:
-    with pytest.raises(FedError, match=r"--ema must be between 0 and 1"):
+    with pytest.raises(FedError, match=rf"invalid --ema {decay}: expected a decay between 0 and 1 \(exclusive\), or 0 for no average"):
         WeightAverage(torch.nn.Linear(1, 1), decay)
+
+
+def test_run_negative_ema_rejected(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = tiny
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(FedError, match=r"invalid --ema -0\.5: expected a decay between 0 and 1"):
+            train(parse(tiny_train_args(data, tmp_path / "run", "--ema", "-0.5")))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_soft_cross_entropy_one_hot_matches_torch() -> None:
