@@ -304,6 +304,6 @@ def _read_images(
                 images[i] = np.asarray(image)
         except (OSError, UnidentifiedImageError) as exc:
             raise DatasetError(f"cannot read dataset image {path}: {exc}") from exc
-        if progress is not None and (i + 1) % 500 == 0:
+        if progress is not None and ((i + 1) % 100 == 0 or i + 1 == len(paths)):
             progress(i + 1, len(paths))
     return images

@@ -319,11 +319,20 @@ def train(args: argparse.Namespace) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
 
     # Data: the whole split lives in memory as uint8 (FER+ train is 62 MB).
-    log_progress = lambda done, total: logger.info("read %d/%d images", done, total)  # noqa: E731
+    reading = None
+
+    def show_reading(done: int, total: int) -> None:
+        nonlocal reading
+        if reading is None:
+            reading = _progress_bar(total, "reading training images", enabled=is_main, unit="image")
+        reading.update(done - reading.n)
+
     train_set = load_split(
         args.data, "train", data_format=args.data_format, protocol=args.protocol,
-        image_size=args.input_size, color_mode=args.color_mode, limit=args.limit, progress=log_progress,
+        image_size=args.input_size, color_mode=args.color_mode, limit=args.limit, progress=show_reading,
     )  # fmt: skip
+    if reading is not None:
+        reading.close()
     val_set = load_split(
         args.data, "valid", data_format=args.data_format, protocol="majority",
         image_size=args.input_size, color_mode=args.color_mode, limit=args.limit,
@@ -529,13 +538,13 @@ def calibrate_run(
     return path
 
 
-def _progress_bar(total: int, description: str, *, enabled: bool):
+def _progress_bar(total: int, description: str, *, enabled: bool, unit: str = "step"):
     from tqdm import tqdm
 
     # A log file gets a line every 30 s instead of constant redraws.
     interactive = sys.stderr.isatty()
     return tqdm(
-        total=total, desc=description, disable=not enabled, unit="step",
+        total=total, desc=description, disable=not enabled, unit=unit,
         mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, file=sys.stderr,
     )  # fmt: skip
 

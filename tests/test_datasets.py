@@ -224,6 +224,15 @@ def test_folder_missing_split(tmp_path: Path) -> None:
         load_split(tmp_path, "test", data_format="folder")
 
 
+def test_progress_every_hundred_images_and_at_the_end(tmp_path: Path) -> None:
+    for i in range(250):
+        write_gray_png(tmp_path / "train" / "happy" / f"h{i:03d}.png", i, size=8)
+    calls: list[tuple[int, int]] = []
+    split = load_split(tmp_path, "train", data_format="folder", image_size=8, progress=lambda *call: calls.append(call))
+    assert len(split.names) == 250
+    assert calls == [(100, 250), (200, 250), (250, 250)]
+
+
 def test_folder_empty_split(tmp_path: Path) -> None:
     (tmp_path / "train" / "happy").mkdir(parents=True)
     with pytest.raises(DatasetError, match="contains no usable images"):

@@ -145,10 +145,10 @@ def test_resume_matches_straight_run(
     resumed = tmp_path / "resumed"
     original_progress_bar = train_module._progress_bar
 
-    def interrupt_at_epoch_two(total: int, description: str, *, enabled: bool):
+    def interrupt_at_epoch_two(total: int, description: str, **options):
         if description.startswith("epoch 2/"):
             raise Interrupted(description)
-        return original_progress_bar(total, description, enabled=enabled)
+        return original_progress_bar(total, description, **options)
 
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "_progress_bar", interrupt_at_epoch_two)
