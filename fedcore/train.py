@@ -365,7 +365,7 @@ def train(args: argparse.Namespace) -> Path | None:
         parameter_groups(model, args.weight_decay), lr=args.lr, momentum=0.9, nesterov=True
     )
     weights = class_weights(train_set, args.class_weight_power).to(device)
-    logger.info("class weights %s", dict(zip(CLASSES, np.round(weights.cpu().numpy(), 2).tolist())))
+    logger.info("class weights: %s", ", ".join(f"{name} {weight:.2f}" for name, weight in zip(CLASSES, weights.tolist())))
 
     # Only rank 0 keeps the average. Its first update replaces the initial weights.
     average = WeightAverage(model, args.ema) if args.ema != 0 and is_main else None
