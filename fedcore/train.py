@@ -6,7 +6,8 @@ Run folder contents:
     last.pt            full training state for --resume (model, optimizer, epoch, RNG)
     best.safetensors   best weights by validation macro-F1, with best.json metadata
                        (the moving average of the weights when --ema is above 0)
-    model.safetensors  best weights with the fitted temperature, the checkpoint to ship
+    last.safetensors   the final epoch's weights, written with --keep last
+    model.safetensors  the kept weights (--keep) with the fitted temperature, the checkpoint to ship
 
 The same script runs under ``torchrun --nproc_per_node N``: each process
 trains on its own shard of every epoch, DistributedDataParallel averages the
@@ -102,6 +103,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("runs/ferplus-vgg16"), help="run folder")
     run.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    run.add_argument(
+        "--keep", choices=("best", "last"), default="best",
+        help="weights to calibrate and export: the epoch with the best validation macro-F1, or the final epoch",
+    )  # fmt: skip
     run.add_argument("--export", type=Path, default=None, help="also write the calibrated model here (.safetensors)")
     run.add_argument("--half", action="store_true", help="store exported weights as float16 (half the file size)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -500,7 +505,12 @@ def train(args: argparse.Namespace) -> Path | None:
     final = out / "model.safetensors"
     if is_main:
         # Calibrate in float32, the precision the pipeline classifies in.
-        final = calibrate_run(out, val_set, device=device, mixed_precision=False, half=args.half)
+        source = out / "best.safetensors"
+        if args.keep == "last":
+            source = out / "last.safetensors"
+            last_info = replace(info, metrics={"validation": {"epoch": state["epoch"]}})
+            save_checkpoint(model if average is None else average.model, last_info, source)
+        final = calibrate_run(out, val_set, device=device, mixed_precision=False, half=args.half, source=source)
         if args.export is not None:
             from fedcore.checkpoint import load_checkpoint
 
@@ -513,12 +523,13 @@ def train(args: argparse.Namespace) -> Path | None:
 
 
 def calibrate_run(
-    out: Path, val_set: FaceArrays, *, device: torch.device, mixed_precision: bool, half: bool = False
+    out: Path, val_set: FaceArrays, *, device: torch.device, mixed_precision: bool, half: bool = False,
+    source: Path | None = None,
 ) -> Path:
-    """Fit a temperature for the run's best weights on ``val_set`` and write model.safetensors."""
+    """Fit a temperature for ``source`` (default: the run's best weights) on ``val_set``; write model.safetensors."""
     from fedcore.checkpoint import load_checkpoint
 
-    model, info = load_checkpoint(out / "best.safetensors")
+    model, info = load_checkpoint(source or out / "best.safetensors")
     model = model.to(device).to(memory_format=torch.channels_last)
     logits = predict_logits(model, val_set.images, mean=info.mean, std=info.std, device=device, mixed_precision=mixed_precision)
     labelled = val_set.labels >= 0

@@ -192,6 +192,38 @@ def test_resume_finished_run_recalibrates(tiny: tuple[Path, Path], tmp_path: Pat
     assert len(read_log(resumed)) == 2
 
 
+@pytest.mark.slow
+def test_keep_last_without_average_exports_raw_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    # The average never feeds back into training, so a run without one ends on the same raw weights.
+    data, averaged = tiny
+    plain = tmp_path / "plain"
+    assert run_training(tiny_train_args(data, plain, "--ema", "0", "--keep", "last")) == 0
+    raw = torch.load(averaged / "last.pt", map_location="cpu", weights_only=False)["model"]
+    exported = load_file(str(plain / "model.safetensors"))
+    for key, tensor in exported.items():
+        assert torch.equal(tensor, raw[key]), key
+    info = read_metadata(plain / "model.safetensors")
+    assert info.metrics["validation"] == {"epoch": 2}
+    assert info.metrics["calibration"]["temperature"] == info.temperature
+    assert read_metadata(plain / "last.safetensors").temperature == 1.0
+
+
+@pytest.mark.slow
+def test_keep_last_averaged_run_keeps_final_average(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, straight = tiny
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    # Resuming the finished run with --keep last calibrates the final average instead of the best epoch.
+    (resumed / "model.safetensors").unlink()
+    assert run_training(tiny_train_args(data, resumed, "--resume", "--keep", "last")) == 0
+    average = torch.load(straight / "last.pt", map_location="cpu", weights_only=False)["average"]["model"]
+    exported = load_file(str(resumed / "model.safetensors"))
+    for key, tensor in exported.items():
+        assert torch.equal(tensor, average[key]), key
+    assert read_metadata(resumed / "model.safetensors").metrics["validation"] == {"epoch": 2}
+    assert not (straight / "last.safetensors").exists()
+
+
 def test_start_into_existing_run_rejected(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
