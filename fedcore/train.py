@@ -370,7 +370,8 @@ def train(args: argparse.Namespace) -> Path | None:
         parameter_groups(model, args.weight_decay), lr=args.lr, momentum=0.9, nesterov=True
     )
     weights = class_weights(train_set, args.class_weight_power).to(device)
-    logger.info("class weights: %s", ", ".join(f"{name} {weight:.2f}" for name, weight in zip(CLASSES, weights.tolist())))
+    weight_text = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(CLASSES, weights.tolist()))
+    logger.info("class weights: %s", weight_text)
 
     # Only rank 0 keeps the average. Its first update replaces the initial weights.
     average = WeightAverage(model, args.ema) if args.ema != 0 and is_main else None
@@ -508,7 +509,7 @@ def train(args: argparse.Namespace) -> Path | None:
         source = out / "best.safetensors"
         if args.keep == "last":
             source = out / "last.safetensors"
-            last_info = replace(info, metrics={"validation": {"epoch": state["epoch"]}})
+            last_info = replace(info, metrics={"validation": _logged_validation(out / "log.csv", state["epoch"])})
             save_checkpoint(model if average is None else average.model, last_info, source)
         final = calibrate_run(out, val_set, device=device, mixed_precision=False, half=args.half, source=source)
         if args.export is not None:
@@ -526,7 +527,10 @@ def calibrate_run(
     out: Path, val_set: FaceArrays, *, device: torch.device, mixed_precision: bool, half: bool = False,
     source: Path | None = None,
 ) -> Path:
-    """Fit a temperature for ``source`` (default: the run's best weights) on ``val_set``; write model.safetensors."""
+    """Fit a temperature for ``source`` on ``val_set`` and write model.safetensors.
+
+    ``source`` defaults to the run's best weights.
+    """
     from fedcore.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(source or out / "best.safetensors")
@@ -558,6 +562,18 @@ def _progress_bar(total: int, description: str, *, enabled: bool, unit: str = "s
         total=total, desc=description, disable=not enabled, unit=unit,
         mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, file=sys.stderr,
     )  # fmt: skip
+
+
+def _logged_validation(path: Path, epoch: int) -> dict[str, float | int]:
+    """Return the validation loss, accuracy and macro-F1 that the run log records for ``epoch``."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        row = next(row for row in csv.DictReader(handle) if int(row["epoch"]) == epoch)
+    return {
+        "loss": float(row["val_loss"]),
+        "accuracy": float(row["val_accuracy"]),
+        "macro_f1": float(row["val_macro_f1"]),
+        "epoch": epoch,
+    }
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:

@@ -224,7 +224,7 @@ def test_folder_missing_split(tmp_path: Path) -> None:
         load_split(tmp_path, "test", data_format="folder")
 
 
-def test_progress_every_hundred_images_and_at_the_end(tmp_path: Path) -> None:
+def test_progress_every_hundred_images(tmp_path: Path) -> None:
     for i in range(250):
         write_gray_png(tmp_path / "train" / "happy" / f"h{i:03d}.png", i, size=8)
     calls: list[tuple[int, int]] = []

@@ -58,6 +58,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
+def assert_same_tensors(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    for key, tensor in expected.items():
+        assert torch.equal(actual[key], tensor), key
+
+
 # The tiny run's folder
 
 
@@ -161,16 +166,11 @@ def test_resume_matches_straight_run(
 
     expected = torch.load(straight / "last.pt", map_location="cpu", weights_only=False)
     actual = torch.load(resumed / "last.pt", map_location="cpu", weights_only=False)
-    for key, tensor in expected["model"].items():
-        assert torch.equal(actual["model"][key], tensor), key
+    assert_same_tensors(actual["model"], expected["model"])
     assert actual["state"] == expected["state"]
     assert actual["average"]["updates"] == expected["average"]["updates"] > 0
-    for key, tensor in expected["average"]["model"].items():
-        assert torch.equal(actual["average"]["model"][key], tensor), key
-    expected_model = load_file(str(straight / "model.safetensors"))
-    actual_model = load_file(str(resumed / "model.safetensors"))
-    for key, tensor in expected_model.items():
-        assert torch.equal(actual_model[key], tensor), key
+    assert_same_tensors(actual["average"]["model"], expected["average"]["model"])
+    assert_same_tensors(load_file(str(resumed / "model.safetensors")), load_file(str(straight / "model.safetensors")))
     for straight_row, resumed_row in zip(read_log(straight), read_log(resumed), strict=True):
         for field in set(LOG_FIELDS) - set(TIMING_FIELDS):
             assert resumed_row[field] == straight_row[field], field
@@ -184,32 +184,30 @@ def test_resume_finished_run_recalibrates(tiny: tuple[Path, Path], tmp_path: Pat
     # Resuming a finished run trains nothing more and calibrates the same best weights again.
     (resumed / "model.safetensors").unlink()
     assert run_training(tiny_train_args(data, resumed, "--resume")) == 0
-    expected = load_file(str(straight / "model.safetensors"))
-    actual = load_file(str(resumed / "model.safetensors"))
-    for key, tensor in expected.items():
-        assert torch.equal(actual[key], tensor), key
+    assert_same_tensors(load_file(str(resumed / "model.safetensors")), load_file(str(straight / "model.safetensors")))
     assert read_metadata(resumed / "model.safetensors").temperature == read_metadata(straight / "model.safetensors").temperature
     assert len(read_log(resumed)) == 2
 
 
 @pytest.mark.slow
-def test_keep_last_without_average_exports_raw_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+def test_keep_last_exports_raw_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     # The average never feeds back into training, so a run without one ends on the same raw weights.
     data, averaged = tiny
     plain = tmp_path / "plain"
     assert run_training(tiny_train_args(data, plain, "--ema", "0", "--keep", "last")) == 0
     raw = torch.load(averaged / "last.pt", map_location="cpu", weights_only=False)["model"]
-    exported = load_file(str(plain / "model.safetensors"))
-    for key, tensor in exported.items():
-        assert torch.equal(tensor, raw[key]), key
+    assert_same_tensors(load_file(str(plain / "model.safetensors")), raw)
     info = read_metadata(plain / "model.safetensors")
-    assert info.metrics["validation"] == {"epoch": 2}
+    last_row = read_log(plain)[-1]
+    assert info.metrics["validation"]["epoch"] == 2
+    assert info.metrics["validation"]["accuracy"] == float(last_row["val_accuracy"])
+    assert info.metrics["validation"]["macro_f1"] == float(last_row["val_macro_f1"])
     assert info.metrics["calibration"]["temperature"] == info.temperature
     assert read_metadata(plain / "last.safetensors").temperature == 1.0
 
 
 @pytest.mark.slow
-def test_keep_last_averaged_run_keeps_final_average(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+def test_keep_last_exports_final_average(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     data, straight = tiny
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
@@ -217,10 +215,10 @@ def test_keep_last_averaged_run_keeps_final_average(tiny: tuple[Path, Path], tmp
     (resumed / "model.safetensors").unlink()
     assert run_training(tiny_train_args(data, resumed, "--resume", "--keep", "last")) == 0
     average = torch.load(straight / "last.pt", map_location="cpu", weights_only=False)["average"]["model"]
-    exported = load_file(str(resumed / "model.safetensors"))
-    for key, tensor in exported.items():
-        assert torch.equal(tensor, average[key]), key
-    assert read_metadata(resumed / "model.safetensors").metrics["validation"] == {"epoch": 2}
+    assert_same_tensors(load_file(str(resumed / "model.safetensors")), average)
+    validation = read_metadata(resumed / "model.safetensors").metrics["validation"]
+    assert validation["epoch"] == 2
+    assert validation["macro_f1"] == float(read_log(straight)[-1]["val_macro_f1"])
     assert not (straight / "last.safetensors").exists()
 
 
@@ -484,8 +482,7 @@ def test_init_from_fed_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> No
     source, _ = load_checkpoint(run / "model.safetensors")
     model = build_vgg16()
     train_module.initialise_weights(model, run / "model.safetensors")
-    for key, tensor in source.state_dict().items():
-        assert torch.equal(model.state_dict()[key], tensor), key
+    assert_same_tensors(model.state_dict(), source.state_dict())
 
     wrong = build_vgg16(hidden=64)
     with pytest.raises(FedError, match="--hidden"):
