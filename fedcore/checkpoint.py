@@ -41,6 +41,9 @@ class ModelInfo:
     crop_margin: float = 0.05
     hidden: int = 512
     temperature: float = 1.0
+    # Average each face's logits with those of its mirror image. Older
+    # checkpoints lack the field and were calibrated without it.
+    flip_average: bool = False
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     metadata_version: int = METADATA_VERSION
@@ -99,6 +102,8 @@ class ModelInfo:
             raise CheckpointError(f"{source}: input_size {self.input_size} is outside 16..512")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise CheckpointError(f"{source}: temperature must be positive, got {self.temperature}")
+        if not isinstance(self.flip_average, bool):
+            raise CheckpointError(f"{source}: flip_average must be true or false, got {self.flip_average!r}")
         if not 0 <= self.crop_margin <= 1:
             raise CheckpointError(f"{source}: crop_margin {self.crop_margin} is outside 0..1")
 

@@ -15,7 +15,7 @@ from fedcore.constants import DEFAULT_CHECKPOINT, UNCERTAIN_MIN_MARGIN, UNCERTAI
 from fedcore.metrics import softmax
 from fedcore.model import VGG16
 from fedcore.results import probabilities_are_valid
-from fedcore.tensors import to_input_tensor
+from fedcore.tensors import forward_logits, to_input_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,15 @@ class ExpressionClassifier:
         return cls(model, info, device=device)
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
-        """Return raw logits (N, 8) for uint8 face crops prepared with this model's metadata."""
+        """Return uncalibrated logits (N, 8) for uint8 face crops prepared with this model's metadata.
+
+        Checkpoints with ``flip_average`` average each face's logits with its mirror image's.
+        """
         if len(faces) == 0:
             return np.zeros((0, len(self.info.classes)), dtype=np.float32)
         batch = to_input_tensor(faces, self.info.mean, self.info.std).to(self.device, memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
-            return self.model(batch).float().cpu().numpy()
+            return forward_logits(self.model, batch, flip_average=self.info.flip_average).cpu().numpy()
 
     def predict(self, faces: np.ndarray) -> list[Prediction]:
         """Classify all faces in one batch and apply the calibration temperature."""

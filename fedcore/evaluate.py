@@ -58,13 +58,17 @@ def evaluate(
     )  # fmt: skip
     labelled = dataset.labels >= 0
     started = time.perf_counter()
-    logits = predict_logits(model, dataset.images[labelled], mean=info.mean, std=info.std, mixed_precision=False)
+    logits = predict_logits(
+        model, dataset.images[labelled], mean=info.mean, std=info.std, mixed_precision=False,
+        flip_average=info.flip_average,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     labels = dataset.labels[labelled]
 
     report = classification_report(softmax(logits, info.temperature), labels)
     report["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
     report["temperature"] = info.temperature
+    report["flip_average"] = info.flip_average
     report["model"] = {"name": info.name, "version": info.version, "checkpoint": str(checkpoint)}
     report["dataset"] = {"description": dataset.description, "split": split, "protocol": "majority"}
     report["classes"] = list(CLASSES)

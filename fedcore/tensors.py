@@ -34,6 +34,15 @@ def autocast_context(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, enabled=False)
 
 
+def forward_logits(model: nn.Module, batch: torch.Tensor, *, flip_average: bool = False) -> torch.Tensor:
+    """Return float32 logits for a normalised batch, averaged with its mirror image when ``flip_average``."""
+    logits = model(batch).float()
+    if flip_average:
+        mirrored = batch.flip(-1).contiguous(memory_format=torch.channels_last)
+        logits = (logits + model(mirrored).float()) / 2
+    return logits
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,
@@ -44,8 +53,12 @@ def predict_logits(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     mixed_precision: bool = True,
+    flip_average: bool = False,
 ) -> np.ndarray:
-    """Return float32 logits (N, classes) for uint8 images, in batches, in eval mode."""
+    """Return float32 logits (N, classes) for uint8 images, in batches, in eval mode.
+
+    ``flip_average`` averages each image's logits with those of its mirror image.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -55,8 +68,8 @@ def predict_logits(
             batch = to_input_tensor(images[start : start + batch_size], mean, std).to(device)
             batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast_context(device, mixed_precision):
-                logits = model(batch)
-            outputs.append(logits.float().cpu().numpy())
+                logits = forward_logits(model, batch, flip_average=flip_average)
+            outputs.append(logits.cpu().numpy())
     finally:
         model.train(was_training)
     if not outputs:

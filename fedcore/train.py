@@ -80,6 +80,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
         "--crop-margin", type=float, default=0.05,
         help="share of the face box added on each side when the pipeline crops faces (0.05 matches FER+ crops)",
     )  # fmt: skip
+    model.add_argument(
+        "--no-flip-average", action="store_true",
+        help="score each face alone instead of averaging its logits with its mirror image's (validation and pipeline)",
+    )  # fmt: skip
     model.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name stored in the metadata")
 
     optim = parser.add_argument_group("optimisation")
@@ -288,8 +292,9 @@ def evaluate_split(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Return logits and loss, accuracy and macro-F1 over the images that have a majority label."""
     logits = predict_logits(
-        model, split.images, mean=info.mean, std=info.std, device=device, mixed_precision=mixed_precision
-    )
+        model, split.images, mean=info.mean, std=info.std, device=device, mixed_precision=mixed_precision,
+        flip_average=info.flip_average,
+    )  # fmt: skip
     labelled = split.labels >= 0
     labels = split.labels[labelled]
     predictions = logits[labelled].argmax(axis=1)
@@ -358,6 +363,7 @@ def train(args: argparse.Namespace) -> Path | None:
         std=tuple(round(float(v), 4) for v in pixels.std(axis=(0, 1))),
         crop_margin=args.crop_margin,
         hidden=args.hidden,
+        flip_average=not args.no_flip_average,
         training_data=f"{train_set.description}; validation {val_set.description}",
     )
     del pixels
@@ -535,7 +541,10 @@ def calibrate_run(
 
     model, info = load_checkpoint(source or out / "best.safetensors")
     model = model.to(device).to(memory_format=torch.channels_last)
-    logits = predict_logits(model, val_set.images, mean=info.mean, std=info.std, device=device, mixed_precision=mixed_precision)
+    logits = predict_logits(
+        model, val_set.images, mean=info.mean, std=info.std, device=device, mixed_precision=mixed_precision,
+        flip_average=info.flip_average,
+    )  # fmt: skip
     labelled = val_set.labels >= 0
     logits, labels = logits[labelled], val_set.labels[labelled]
     temperature = fit_temperature(logits, labels)

@@ -56,6 +56,7 @@ def metadata_ui(metadata: dict[str, Any]) -> None:
     details = {
         "Classes": ", ".join(classes or []),
         "Temperature (calibration)": metadata.get("temperature"),
+        "Averaged with the mirror image": "yes" if metadata.get("flip_average") else "no",
         "Training data": metadata.get("training_data"),
     }
     st.table(pd.Series({key: "" if value is None else str(value) for key, value in details.items()}, name="value"))

@@ -492,7 +492,7 @@ def test_model_page_missing_files_inform(database_url, tmp_path, monkeypatch):
 def test_model_page_shows_card_and_report(database_url, tmp_path, monkeypatch):
     (tmp_path / "README.md").write_text("# Test model card\n\nTrained on a small test set.\n", encoding="utf-8")
     metadata = {"name": "fed-vgg16-ferplus", "version": "9.9", "architecture": "vgg16_bn", "classes": list(CLASSES),
-                "input_size": 48, "color_mode": "L", "temperature": 1.3}  # fmt: skip
+                "input_size": 48, "color_mode": "L", "temperature": 1.3, "flip_average": True}  # fmt: skip
     (tmp_path / "fed-vgg16-ferplus.json").write_text(json.dumps(metadata), encoding="utf-8")
     evaluation = tmp_path / "evaluation"
     evaluation.mkdir()
@@ -510,6 +510,9 @@ def test_model_page_shows_card_and_report(database_url, tmp_path, monkeypatch):
     assert metrics["Input"] == "48×48 L"
     assert metrics["Accuracy"] == "0.812"
     assert metrics["ECE"] == "0.031"
+    details = app.table[0].value["value"]
+    assert details["Temperature (calibration)"] == "1.3"
+    assert details["Averaged with the mirror image"] == "yes"
     assert app.dataframe[0].value.index.tolist() == list(CLASSES)
     assert len(app.image) == 1
     assert texts(app.info) == ["reliability.png is not in " + str(evaluation) + ", so the reliability diagram is not shown."]

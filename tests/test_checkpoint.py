@@ -93,6 +93,12 @@ def test_round_trip_metadata_fields(saved: tuple[torch.nn.Module, Path]) -> None
     assert info.in_channels == 1
 
 
+def test_round_trip_flip_average(saved: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
+    model, _ = saved
+    path = save_checkpoint(model, make_info(flip_average=True), tmp_path / "flip.safetensors")
+    assert read_metadata(path).flip_average is True
+
+
 def test_round_trip_half_outputs(saved: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
     model, _ = saved
     path = save_checkpoint(model, make_info(), tmp_path / "half.safetensors", half=True)
@@ -190,12 +196,22 @@ def test_mean_std_length_mismatch(copy_of_saved: Path) -> None:
         ({"hidden": "512"}, "hidden must be a positive integer, got '512'"),
         ({"mean": 0.5}, r"a metadata field has the wrong type \('float' object is not iterable\)"),
         ({"input_size": "48"}, "a metadata field has the wrong type"),
+        ({"flip_average": "yes"}, "flip_average must be true or false, got 'yes'"),
     ],
 )
 def test_invalid_metadata_values(copy_of_saved: Path, changes: dict, message: str) -> None:
     edit_metadata(copy_of_saved, **changes)
     with pytest.raises(CheckpointError, match=message):
         read_metadata(copy_of_saved)
+
+
+def test_missing_flip_average_is_false(copy_of_saved: Path) -> None:
+    # Checkpoints written before the field existed were calibrated on single images.
+    meta = metadata_path(copy_of_saved)
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    del data["flip_average"]
+    meta.write_text(json.dumps(data), encoding="utf-8")
+    assert read_metadata(copy_of_saved).flip_average is False
 
 
 # Rejected weights
@@ -253,6 +269,7 @@ def test_shipped_metadata_validates(shipped: Path) -> None:
     assert info.classes == CLASSES
     assert info.temperature > 0
     assert info.input_size == 48
+    assert info.flip_average is True
 
 
 def test_shipped_checkpoint_loads(shipped: Path) -> None:

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fedcore.checkpoint import load_checkpoint
 from fedcore.constants import CLASSES
 from fedcore.datasets import load_split
 from fedcore.errors import CheckpointError
 from fedcore.evaluate import evaluate, format_report, get_args_parser, most_confused_pairs, run, write_figures
+from fedcore.tensors import predict_logits
 from tests.fixtures_data import TINY_SPLIT_SIZES, tiny_run
 
 FIGURES = ("confusion_matrix.png", "reliability.png")
@@ -57,6 +59,18 @@ def test_report_uses_checkpoint_temperature(report: dict, tiny: tuple[Path, Path
     assert report["temperature"] == meta["temperature"]
     assert report["model"]["name"] == meta["name"]
     assert report["dataset"]["protocol"] == "majority"
+    assert report["flip_average"] is meta["flip_average"] is True
+
+
+@pytest.mark.slow
+def test_report_scores_mirror_average(report: dict, tiny: tuple[Path, Path]) -> None:
+    data, run_dir = tiny
+    model, info = load_checkpoint(run_dir / "model.safetensors")
+    test_set = load_split(data, "test", protocol="majority")
+    logits = predict_logits(
+        model, test_set.images, mean=info.mean, std=info.std, mixed_precision=False, flip_average=True
+    )
+    assert report["accuracy"] == float((logits.argmax(axis=1) == test_set.labels).mean())
 
 
 @pytest.mark.slow

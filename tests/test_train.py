@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from fedcore import train as train_module
-from fedcore.checkpoint import read_metadata
+from fedcore.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from fedcore.constants import CLASSES
 from fedcore.datasets import FaceArrays, load_split
 from fedcore.errors import FedError
+from fedcore.metrics import fit_temperature
+from fedcore.tensors import predict_logits
 from fedcore.train import (
     LOG_FIELDS,
     WeightAverage,
     augment_batch,
+    calibrate_run,
     class_weights,
+    evaluate_split,
     get_args_parser,
     learning_rate,
     soft_cross_entropy,
@@ -108,6 +113,49 @@ def test_run_metadata_calibrated(tiny: tuple[Path, Path]) -> None:
     assert calibration["split"] == "validation"
     assert 0 <= calibration["ece_before"] <= 1
     assert 0 <= calibration["ece_after"] <= 1
+
+
+@pytest.mark.slow
+def test_no_flip_average_recorded(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = tiny
+    out = tmp_path / "single"
+    assert run_training(tiny_train_args(data, out, "--epochs", "1", "--no-flip-average")) == 0
+    assert read_metadata(out / "best.safetensors").flip_average is False
+    assert read_metadata(out / "model.safetensors").flip_average is False
+    assert json.loads((out / "settings.json").read_text(encoding="utf-8"))["no_flip_average"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flip_average", [True, False])
+def test_validation_scores_like_pipeline(tiny: tuple[Path, Path], flip_average: bool) -> None:
+    data, run = tiny
+    model, info = load_checkpoint(run / "best.safetensors")
+    info = replace(info, flip_average=flip_average)
+    val_set = load_split(data, "valid", protocol="majority")
+    logits, scores = evaluate_split(model, val_set, info, torch.device("cpu"), False)
+    expected = predict_logits(
+        model, val_set.images, mean=info.mean, std=info.std, mixed_precision=False, flip_average=flip_average
+    )
+    np.testing.assert_array_equal(logits, expected)
+    assert scores["accuracy"] == float((expected.argmax(axis=1) == val_set.labels).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flip_average", [True, False])
+def test_calibration_fits_scored_logits(tiny: tuple[Path, Path], tmp_path: Path, flip_average: bool) -> None:
+    # The temperature is fitted to the logits the pipeline will produce, mirrored or not.
+    data, run = tiny
+    model, info = load_checkpoint(run / "best.safetensors")
+    assert info.flip_average is True
+    source = save_checkpoint(model, replace(info, flip_average=flip_average), tmp_path / "source.safetensors")
+    val_set = load_split(data, "valid", protocol="majority")
+    path = calibrate_run(tmp_path, val_set, device=torch.device("cpu"), mixed_precision=False, source=source)
+    logits = predict_logits(
+        model, val_set.images, mean=info.mean, std=info.std, mixed_precision=False, flip_average=flip_average
+    )
+    calibrated = read_metadata(path)
+    assert calibrated.flip_average is flip_average
+    assert calibrated.temperature == round(fit_temperature(logits, val_set.labels), 4)
 
 
 @pytest.mark.slow
@@ -273,6 +321,7 @@ def test_parser_defaults() -> None:
     assert args.batch_size == 64
     assert args.resume is False
     assert args.out == Path("runs/ferplus-vgg16")
+    assert args.no_flip_average is False
 
 
 def test_parser_requires_data(capsys: pytest.CaptureFixture[str]) -> None:
