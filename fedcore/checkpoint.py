@@ -2,7 +2,8 @@
 
 The metadata records everything the pipeline needs to feed the network the same
 input it was trained on (input size, colour mode, normalisation, crop margin)
-and how to read its output (class order, calibration temperature).
+and how to read its output (class order, calibration temperature, whether
+to average each face's logits with its mirror image's).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class ModelInfo:
     crop_margin: float = 0.05
     hidden: int = 512
     temperature: float = 1.0
-    # Average each face's logits with those of its mirror image. Older
-    # checkpoints lack the field and were calibrated without it.
+    # Whether the pipeline averages each face's logits with its mirror image's.
+    # Older checkpoints lack the field and were calibrated without it.
     flip_average: bool = False
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)

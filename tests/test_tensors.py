@@ -55,7 +55,7 @@ def test_input_tensor_rejects_other_shapes() -> None:
         to_input_tensor(np.zeros(48, dtype=np.uint8), MEAN, STD)
 
 
-def test_flip_average_means_both_views(model: torch.nn.Module, faces: np.ndarray) -> None:
+def test_flip_average_equals_view_mean(model: torch.nn.Module, faces: np.ndarray) -> None:
     mirrored = np.ascontiguousarray(faces[:, :, ::-1])
     expected = (plain(model, faces) + plain(model, mirrored)) / 2
     np.testing.assert_allclose(averaged(model, faces), expected, rtol=0, atol=1e-5)
